@@ -1,0 +1,103 @@
+"""Loading backbone checkpoints strictly: every key accounted for, or a clear error.
+
+mmengine's ``Pretrained`` init loads with ``strict=False`` and only logs mismatches, so a B0
+checkpoint silently half-loads into a B3. Here missing, unexpected and mis-shaped keys are listed
+in an error instead. Keys of levels the backbone did not build (``out_indices`` stops early) are
+the one expected difference and are skipped.
+"""
+import re
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+from ..converters import convert_to_mmeffnet
+
+MAX_LISTED = 12
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint that does not fit the model it is loaded into."""
+
+
+def read_checkpoint(filename: str, map_location: str = 'cpu') -> dict:
+    """Load a checkpoint through mmengine's ``CheckpointLoader`` (local files: ``safe_torch_load``,
+    which never executes pickled code)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    return CheckpointLoader.load_checkpoint(filename, map_location=map_location, logger='silent')
+
+
+def extract_state_dict(checkpoint: dict, filename: str = '<checkpoint>') -> Dict[str, torch.Tensor]:
+    """The tensor dict inside an mmengine/mmpretrain (``state_dict``), timm/torchvision (plain) or
+    EMA-style (``state_dict_ema``, ``model``) checkpoint."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointMismatchError(f'{filename} holds a {type(checkpoint).__name__}, not a dict of tensors')
+    for key in ('state_dict', 'model', 'module'):
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    state = {k[len('module.'):] if k.startswith('module.') else k: v
+             for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise CheckpointMismatchError(f'{filename} contains no tensors (keys: {list(checkpoint)[:MAX_LISTED]})')
+    return state
+
+
+def strip_prefix(state: Dict[str, torch.Tensor], prefix: Optional[str], filename: str) -> Dict[str, torch.Tensor]:
+    """Keep the ``prefix.``-ed keys, without the prefix (mmengine's ``Pretrained(prefix=...)``)."""
+    if not prefix:
+        return state
+    prefix = prefix.rstrip('.') + '.'
+    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not picked:
+        tops = sorted({k.split('.')[0] for k in state})
+        raise CheckpointMismatchError(
+            f'no key of {filename} starts with prefix {prefix!r}; its top-level names are {tops[:MAX_LISTED]}')
+    return picked
+
+
+def _listing(title: str, items: List[str]) -> str:
+    shown = ', '.join(items[:MAX_LISTED])
+    more = f' ... (+{len(items) - MAX_LISTED} more)' if len(items) > MAX_LISTED else ''
+    return f'\n  {title} ({len(items)}): {shown}{more}'
+
+
+def check_and_load(model: nn.Module, state: Dict[str, torch.Tensor], filename: str,
+                   built_levels: Optional[int] = None) -> None:
+    """Load ``state`` into ``model`` if and only if it fits exactly (see module docstring)."""
+    own = model.state_dict()
+    ignored = re.compile(r'num_batches_tracked$')
+    unbuilt = re.compile(rf'^layers\.(\d+)\.')
+
+    def is_unbuilt(key: str) -> bool:
+        m = unbuilt.match(key)
+        return built_levels is not None and m is not None and int(m.group(1)) >= built_levels
+
+    missing = [k for k in own if k not in state and not ignored.search(k)]
+    unexpected = [k for k in state if k not in own and not ignored.search(k) and not is_unbuilt(k)]
+    mismatched = [f'{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+                  for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        msg = f'checkpoint {filename} does not fit this {type(model).__name__}'
+        arch = getattr(model, 'arch', None)
+        if arch is not None:
+            msg += f' (arch={arch!r})'
+        msg += ': is it for another arch, or another padding/layout?'
+        if missing:
+            msg += _listing('missing keys', missing)
+        if unexpected:
+            msg += _listing('unexpected keys', unexpected)
+        if mismatched:
+            msg += _listing('shape mismatches', mismatched)
+        raise CheckpointMismatchError(msg)
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
+def load_backbone_checkpoint(model: nn.Module, filename: str, prefix: Optional[str] = None,
+                             map_location: str = 'cpu') -> None:
+    """Read ``filename``, take the ``prefix`` sub-dict, convert a foreign (timm, torchvision,
+    lukemelas) layout to ours, and load it strictly into the backbone ``model``."""
+    checkpoint = read_checkpoint(filename, map_location)
+    state = strip_prefix(extract_state_dict(checkpoint, filename), prefix, filename)
+    state = convert_to_mmeffnet(state, model)
+    check_and_load(model, state, filename, built_levels=len(model.layers))

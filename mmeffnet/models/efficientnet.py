@@ -1,0 +1,210 @@
+"""The EfficientNet backbone (Tan & Le, ICML 2019), registered as ``mmeffnet.EfficientNet``."""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..registry import MODELS
+from .layers import PADDING_MODES, ConvBNAct, MBConv, init_tf_style
+from .scaling import ArchParams, NetworkSpec, build_network_spec
+
+NUM_LEVELS = 7  # stem, five MBConv levels, 1x1 head
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+def _norm_layer_types() -> tuple:
+    types = [_BatchNorm]
+    try:  # mmcv's own SyncBN (type='MMSyncBN') is not a torch _BatchNorm
+        from mmcv.ops import SyncBatchNorm as MMSyncBN
+        types.append(MMSyncBN)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+@MODELS.register_module()
+class EfficientNet(BaseModule):
+    """EfficientNet backbone with multi-scale outputs.
+
+    Levels (``out_indices``), numbered as in mmdet/mmpretrain's EfficientNet:
+    0 = stem (stride 2), 1..5 = MBConv stages ending at strides 2, 4, 8, 16, 32, 6 = the 1x1 head
+    conv (stride 32). B3 with ``out_indices=(3, 4, 5)`` gives channels ``[48, 136, 384]``.
+    Levels after the last requested one are not built.
+
+    Args:
+        arch (str | dict): ``'b0'``..``'b8'``, ``'l2'``, ``'lite0'``..``'lite4'``;
+            ``dict(phi=..., alpha=1.2, beta=1.1, gamma=1.15)`` for eq. 3 of the paper; or
+            ``dict(width_mult=..., depth_mult=..., resolution=...)``. Defaults to ``'b0'``.
+        out_indices (Sequence[int]): levels to return, negative allowed; returned in level order.
+            Defaults to ``(6,)`` (the features a classifier pools).
+        frozen_stages (int): -1 freezes nothing; k freezes levels 0..k (stem..stage k) and keeps
+            their norm layers in eval mode. Defaults to -1.
+        in_channels (int): input image channels. Defaults to 3.
+        drop_path_rate (float): stochastic depth rate of the last block; block i of N gets
+            ``rate * i / N`` (the TF schedule). Defaults to 0.2 (survival probability 0.8).
+        output_stride (int): 32, 16 or 8; below 32 the last stride-2 stages use stride 1 and
+            dilated depthwise convs instead (for segmentation heads). Defaults to 32.
+        padding (str): ``'same'`` (TF SAME, for TF-ported weights such as mmpretrain's and
+            timm's ``tf_*``) or ``'symmetric'`` (torchvision, timm's ``efficientnet_*``).
+            Defaults to ``'same'``.
+        norm_cfg (dict): norm layer. Defaults to BN with TF's eps 1e-3 and momentum 0.01
+            (decay 0.99).
+        act_cfg (dict, optional): activation; None picks in-place SiLU (ReLU6 for Lite).
+        norm_eval (bool): keep every BatchNorm (SyncBN included) in eval mode while training.
+        with_cp (bool): non-reentrant gradient checkpointing per MBConv block.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix='backbone')``
+            loads a checkpoint (OpenMMLab, timm, torchvision or lukemelas layout) and raises on any
+            missing, unexpected or mis-shaped key; None keeps the TF reference initialisation
+            applied at construction.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict, ArchParams] = 'b0',
+                 out_indices: Sequence[int] = (6, ),
+                 frozen_stages: int = -1,
+                 in_channels: int = 3,
+                 drop_path_rate: float = 0.2,
+                 output_stride: int = 32,
+                 padding: str = 'same',
+                 norm_cfg: dict = dict(type='BN', eps=1e-3, momentum=0.01),
+                 act_cfg: Optional[dict] = None,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
+        super().__init__(init_cfg)
+        self.spec: NetworkSpec = build_network_spec(arch)
+        self.out_indices = self._check_out_indices(out_indices)
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages < NUM_LEVELS:
+            raise ValueError(f'frozen_stages={frozen_stages!r} is out of range: use -1 (nothing '
+                             f'frozen) up to {NUM_LEVELS - 1} (stem..head frozen)')
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f'output_stride={output_stride!r} is not supported; choose one of {OUTPUT_STRIDES}')
+        if padding not in PADDING_MODES:
+            raise ValueError(f'padding={padding!r} is not supported; choose one of {PADDING_MODES}')
+        if not 0. <= drop_path_rate < 1.:
+            raise ValueError(f'drop_path_rate={drop_path_rate!r} must be in [0, 1)')
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'in_channels={in_channels!r} must be a positive int')
+        self.arch = arch
+        self.in_channels = in_channels
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.padding = padding
+        self.output_stride = output_stride
+        if act_cfg is None:
+            act_cfg = dict(type='ReLU6', inplace=True) if self.spec.params.lite else dict(type='SiLU', inplace=True)
+        self.layers = nn.ModuleList()
+        self.level_strides = self._build(norm_cfg, act_cfg, drop_path_rate)
+        self.level_channels: Tuple[int, ...] = self.spec.level_channels
+        init_tf_style(self)
+        self._freeze_stages()
+
+    # ---------------------------------------------------------------- construction
+    @staticmethod
+    def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = (out_indices, )
+        if len(out_indices) == 0:
+            raise ValueError(f'out_indices is empty; give levels in [-{NUM_LEVELS}, {NUM_LEVELS - 1}]')
+        normalized = []
+        for index in out_indices:
+            if not isinstance(index, int) or not -NUM_LEVELS <= index < NUM_LEVELS:
+                raise ValueError(f'out_indices contains {index!r}, out of range: valid levels are '
+                                 f'-{NUM_LEVELS}..{NUM_LEVELS - 1} (0 stem, 1-5 stages, 6 head)')
+            normalized.append(index % NUM_LEVELS)
+        return tuple(sorted(set(normalized)))
+
+    def _build(self, norm_cfg: dict, act_cfg: dict, drop_path_rate: float) -> Tuple[int, ...]:
+        """Build levels 0..max(out_indices); return the stride of every level (all 7)."""
+        spec, last = self.spec, max(self.out_indices)
+        self.layers.append(ConvBNAct(self.in_channels, spec.stem_channels, 3, 2, padding=self.padding,
+                                     norm_cfg=norm_cfg, act_cfg=act_cfg))
+        strides, stride, dilation, block_idx = [2], 2, 1, 0
+        for level in range(1, NUM_LEVELS - 1):
+            blocks = []
+            for stage in (s for s in spec.stages if s.level == level):
+                for i in range(stage.repeats):
+                    block_stride, block_dilation = (stage.stride, dilation) if i == 0 else (1, dilation)
+                    if i == 0 and stage.stride > 1:
+                        if stride * stage.stride > self.output_stride:
+                            # Dilate instead of striding; the first block keeps the old dilation.
+                            block_stride = 1
+                            dilation *= stage.stride
+                        else:
+                            stride *= stage.stride
+                    if level <= last:
+                        blocks.append(MBConv(
+                            stage.in_channels if i == 0 else stage.out_channels, stage.out_channels,
+                            stage.kernel_size, block_stride, stage.expand_ratio, spec.params.se_ratio,
+                            norm_cfg, act_cfg, block_dilation, self.padding,
+                            drop_path_rate * block_idx / spec.num_blocks, self.with_cp))
+                    block_idx += 1
+            strides.append(stride)
+            if level <= last:
+                self.layers.append(nn.Sequential(*blocks))
+        strides.append(stride)
+        if last == NUM_LEVELS - 1:
+            self.layers.append(ConvBNAct(spec.stages[-1].out_channels, spec.head_channels, 1,
+                                         norm_cfg=norm_cfg, act_cfg=act_cfg))
+        return tuple(strides)
+
+    # ---------------------------------------------------------------- introspection
+    @property
+    def out_channels(self) -> List[int]:
+        """Channels of each returned feature map, in ``out_indices`` order."""
+        return [self.level_channels[i] for i in self.out_indices]
+
+    @property
+    def out_strides(self) -> List[int]:
+        """Stride of each returned feature map, in ``out_indices`` order."""
+        return [self.level_strides[i] for i in self.out_indices]
+
+    @property
+    def feature_info(self) -> List[Dict[str, Union[int, str]]]:
+        """timm-style description of every level: channels, stride and module name."""
+        return [dict(level=i, num_chs=c, reduction=s, module=f'layers.{i}')
+                for i, (c, s) in enumerate(zip(self.level_channels, self.level_strides))]
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'EfficientNet expects an (N, {self.in_channels}, H, W) input '
+                             f'(in_channels={self.in_channels}), got shape {tuple(x.shape)}')
+        outs = []
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    # ---------------------------------------------------------------- training state
+    def _freeze_stages(self) -> None:
+        for i in range(min(self.frozen_stages + 1, len(self.layers))):
+            self.layers[i].eval()
+            for p in self.layers[i].parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'EfficientNet':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            norm_types = _norm_layer_types()
+            for m in self.modules():
+                if isinstance(m, norm_types):
+                    m.eval()
+        return self
+
+    # ---------------------------------------------------------------- weights
+    def init_weights(self) -> None:
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from .checkpoint import load_backbone_checkpoint
+            load_backbone_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix', None),
+                                     map_location=cfg.get('map_location', 'cpu'))
+            self._is_init = True
+        elif cfg is not None:
+            super().init_weights()
+        # init_cfg=None: the TF initialisation was applied at construction.

@@ -1,0 +1,157 @@
+"""Building blocks of EfficientNet: conv-norm-activation, squeeze-and-excitation, MBConv.
+
+Parameter names follow mmpretrain's EfficientNet (``conv``/``bn``, ``expand_conv``,
+``depthwise_conv``, ``se.conv1``/``se.conv2``, ``linear_conv``), so OpenMMLab checkpoints load as-is.
+"""
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as torch_checkpoint
+from mmcv.cnn import build_activation_layer, build_norm_layer
+
+PADDING_MODES = ('same', 'symmetric')
+
+
+def same_padding(size: int, kernel_size: int, stride: int, dilation: int) -> Tuple[int, int]:
+    """TF 'SAME' padding (before, after) of one spatial dimension: the extra pixel goes after."""
+    effective_k = (kernel_size - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective_k - size, 0)
+    return total // 2, total - total // 2
+
+
+class Conv2dSame(nn.Conv2d):
+    """A Conv2d with TF 'SAME' padding computed from the input size at run time.
+
+    Only used where SAME can be asymmetric (stride > 1); elsewhere SAME equals the symmetric
+    padding ``dilation * (k - 1) // 2`` and a plain ``nn.Conv2d`` is built. When the SAME padding
+    of this input happens to be symmetric it is passed to the convolution itself (no copy);
+    otherwise only the extra trailing row/column is padded explicitly.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
+        left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
+        if bottom != top or right != left:
+            x = F.pad(x, (0, right - left, 0, bottom - top))
+        return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
+
+
+def make_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+              dilation: int = 1, groups: int = 1, bias: bool = False,
+              padding: str = 'same') -> nn.Conv2d:
+    """A conv with 'same' (TF) or 'symmetric' (PyTorch) padding; identical unless stride > 1."""
+    if padding not in PADDING_MODES:
+        raise ValueError(f'padding must be one of {PADDING_MODES}, got {padding!r}')
+    if padding == 'same' and stride > 1:
+        return Conv2dSame(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, dilation * (kernel_size - 1) // 2,
+                     dilation, groups, bias)
+
+
+class ConvBNAct(nn.Module):
+    """conv -> norm (optional) -> activation (optional), named ``conv``, ``bn``, ``act``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 dilation: int = 1, groups: int = 1, padding: str = 'same',
+                 norm_cfg: Optional[dict] = None, act_cfg: Optional[dict] = None):
+        super().__init__()
+        self.conv = make_conv(in_channels, out_channels, kernel_size, stride, dilation, groups,
+                              bias=norm_cfg is None, padding=padding)
+        self.bn = build_norm_layer(norm_cfg, out_channels)[1] if norm_cfg is not None else None
+        self.act = build_activation_layer(act_cfg) if act_cfg is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.act is not None:
+            x = self.act(x)
+        return x
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation on the expanded features; the squeeze width is set by the caller
+    (EfficientNet: 0.25 x the block's *input* channels)."""
+
+    def __init__(self, channels: int, squeeze_channels: int, act_cfg: dict):
+        super().__init__()
+        self.conv1 = ConvBNAct(channels, squeeze_channels, 1, act_cfg=act_cfg)
+        self.conv2 = ConvBNAct(squeeze_channels, channels, 1, act_cfg=dict(type='Sigmoid'))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.conv2(self.conv1(x.mean((2, 3), keepdim=True)))
+
+
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop whole samples with probability ``rate``, scale survivors."""
+    if rate == 0. or not training:
+        return x
+    keep = 1. - rate
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
+    return x * mask
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck with squeeze-and-excitation (MBConv in the paper).
+
+    expand 1x1 (omitted when ``expand_ratio == 1``) -> depthwise kxk -> SE -> project 1x1 (no
+    activation), plus an identity shortcut with stochastic depth when stride is 1 and the
+    channel count is unchanged.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 expand_ratio: int, se_ratio: float, norm_cfg: dict, act_cfg: dict,
+                 dilation: int = 1, padding: str = 'same', drop_path_rate: float = 0.,
+                 with_cp: bool = False):
+        super().__init__()
+        mid_channels = in_channels * expand_ratio
+        self.has_shortcut = stride == 1 and in_channels == out_channels
+        self.drop_path_rate = drop_path_rate
+        self.with_cp = with_cp
+        if expand_ratio != 1:
+            self.expand_conv = ConvBNAct(in_channels, mid_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        else:
+            self.expand_conv = None
+        self.depthwise_conv = ConvBNAct(mid_channels, mid_channels, kernel_size, stride, dilation,
+                                        groups=mid_channels, padding=padding, norm_cfg=norm_cfg,
+                                        act_cfg=act_cfg)
+        if se_ratio > 0:
+            self.se = SqueezeExcite(mid_channels, max(1, int(in_channels * se_ratio)), act_cfg)
+        else:
+            self.se = None
+        self.linear_conv = ConvBNAct(mid_channels, out_channels, 1, norm_cfg=norm_cfg, act_cfg=None)
+
+    def _body(self, x: torch.Tensor) -> torch.Tensor:
+        out = x if self.expand_conv is None else self.expand_conv(x)
+        out = self.depthwise_conv(out)
+        if self.se is not None:
+            out = self.se(out)
+        out = self.linear_conv(out)
+        if self.has_shortcut:
+            out = x + drop_path(out, self.drop_path_rate, self.training)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad and torch.is_grad_enabled():
+            return torch_checkpoint.checkpoint(self._body, x, use_reentrant=False)
+        return self._body(x)
+
+
+def init_tf_style(module: nn.Module) -> None:
+    """The TF reference initialisation: conv weights ~ N(0, 2 / fan_out) with fan_out =
+    k*k*out/groups, zero biases, unit norm weights, zero norm biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0., math.sqrt(2. / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            if getattr(m, 'weight', None) is not None:
+                nn.init.ones_(m.weight)
+            if getattr(m, 'bias', None) is not None:
+                nn.init.zeros_(m.bias)

@@ -1,0 +1,1 @@
+"""Run-time integration with mmengine: safe checkpoint loading, device-aware norm layers."""

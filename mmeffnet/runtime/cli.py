@@ -1,0 +1,94 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: the OpenMMLab arguments and config set-up.
+
+The same two tools run detection (mmdet), segmentation (mmseg) and classification (mmpretrain)
+configs; the toolbox is the config's ``default_scope``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Callable, Optional
+
+from mmengine.config import Config, DictAction
+
+from .setup import adapt_sync_bn, check_datasets
+
+TOOLBOXES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='folder for logs and checkpoints (default: work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. train_dataloader.batch_size=2 '
+                        'optim_wrapper.optimizer.lr=0.01 (lists: key="[a,b]")')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher (tools/dist_train.sh uses pytorch = torchrun)')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+
+
+def toolbox_of(cfg: Config) -> str:
+    scope = cfg.get('default_scope')
+    if scope not in TOOLBOXES:
+        raise ValueError(f'config default_scope={scope!r} is not one of {TOOLBOXES}; '
+                         'inherit a base config of mmdet, mmseg or mmpretrain')
+    return scope
+
+
+def load_config(args: argparse.Namespace, splits: tuple) -> Config:
+    """Read the config, apply ``--cfg-options`` and ``--work-dir``, adapt SyncBN to this machine
+    and check that the datasets of ``splits`` exist."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file not found: {args.config}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    toolbox_of(cfg)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    adapt_sync_bn(cfg, distributed=args.launcher != 'none')
+    check_datasets(cfg, splits)
+    return cfg
+
+
+def enable_visualization(cfg: Config, show_dir: Optional[str], show: bool = False) -> None:
+    """Turn on the toolbox's visualization hook so that predictions are painted to ``show_dir``."""
+    hooks = cfg.default_hooks
+    if 'visualization' not in hooks:
+        raise KeyError('the config has no default_hooks.visualization; cannot paint predictions')
+    vis, toolbox = hooks.visualization, toolbox_of(cfg)
+    if toolbox == 'mmpretrain':
+        vis.enable = True
+        vis.out_dir = show_dir
+    else:
+        vis.draw = True
+        vis.interval = 1
+        if toolbox == 'mmdet':
+            vis.test_out_dir = show_dir
+        elif show_dir:
+            cfg.visualizer['save_dir'] = show_dir
+    vis.show = show
+
+
+# Errors that describe bad input (a path, a value, a checkpoint): the message is the whole story.
+USER_ERRORS = (FileNotFoundError, ValueError, KeyError, TypeError)
+
+
+def run_cli(main: Callable[[], int]) -> int:
+    """Run a tool's ``main``; bad input ends with one clear ``ERROR:`` line and exit code 2
+    (``MMEFFNET_DEBUG=1`` shows the traceback too)."""
+    from ..models.checkpoint import CheckpointMismatchError
+    try:
+        return main()
+    except (*USER_ERRORS, CheckpointMismatchError) as exc:
+        if os.environ.get('MMEFFNET_DEBUG') == '1':
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f'ERROR: {message}', file=sys.stderr)
+        print('(set MMEFFNET_DEBUG=1 to see the traceback)', file=sys.stderr)
+        return 2

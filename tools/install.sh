@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Installs mmeffnet and the OpenMMLab stack (torch, mmcv with compiled ops, mmengine, mmdet, mmseg,
+# mmpretrain) into a virtual environment. Idempotent: a second run only checks and returns.
+#
+# Variables (all optional):
+#   PYTHON        interpreter that creates the venv            (default: python3)
+#   VENV          the virtual environment folder               (default: .venv)
+#   WHEELHOUSE    folder of prebuilt mmcv wheels; a wheel built here is stored there
+#                                                              (default: ~/.cache/mmeffnet/wheels)
+#   USE_SYSTEM_TORCH=1  create the venv with --system-site-packages and keep the torch (and an mmcv
+#                 with ops) that PYTHON already has instead of installing torch 2.14.1
+#   EXTRAS        extra requirement files to install          (default: requirements/tests.txt)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+WHEELHOUSE=${WHEELHOUSE:-$HOME/.cache/mmeffnet/wheels}
+USE_SYSTEM_TORCH=${USE_SYSTEM_TORCH:-0}
+EXTRAS=${EXTRAS:-requirements/tests.txt}
+TORCH_SPEC="torch==2.14.1 torchvision==0.29.1"
+MMCV_VERSION=2.1.0
+
+say() { printf '[install] %s\n' "$*"; }
+die() { printf '[install] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---- preflight: everything that can stop us is checked before anything is installed ----------
+command -v "$PYTHON" >/dev/null 2>&1 || die "no Python interpreter '$PYTHON' on PATH; set PYTHON=/path/to/python3.11"
+pyver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+case "$pyver" in
+  3.8|3.9|3.10|3.11|3.12) ;;
+  *) die "Python $pyver is not supported (OpenMMLab's mmcv 2.1 / mmdet 3.3 support 3.8-3.12); set PYTHON to one of python3.8 ... python3.12" ;;
+esac
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null \
+  || die "Python $pyver has no venv/ensurepip module (Debian: apt install python$pyver-venv)"
+
+vpy="$VENV/bin/python"
+mmcv_ok() {  # mmcv with its compiled ops, checked on a real tensor
+  "$1" - <<'PY' 2>/dev/null
+import torch, mmcv
+from mmcv.ops import nms
+assert mmcv.__version__.startswith('2.1'), mmcv.__version__
+boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]])
+dets, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5)
+assert keep.tolist() == [0, 2], keep
+PY
+}
+pytag=cp${pyver/./}
+wheel_in_house() { ls "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-"$pytag"-"$pytag"-*.whl 2>/dev/null | head -n 1; }
+
+need_build=1
+if [ -x "$vpy" ] && mmcv_ok "$vpy"; then need_build=0
+elif [ "$USE_SYSTEM_TORCH" = 1 ] && mmcv_ok "$PYTHON"; then need_build=0
+elif [ -n "$(wheel_in_house)" ]; then need_build=0
+fi
+if [ "$need_build" = 1 ]; then
+  for tool in gcc g++; do
+    command -v "$tool" >/dev/null 2>&1 \
+      || die "mmcv $MMCV_VERSION must be compiled (no mmcv wheel for $pytag in WHEELHOUSE=$WHEELHOUSE) and '$tool' is missing (Debian: apt install build-essential python$pyver-dev), or point WHEELHOUSE at a folder holding a built mmcv wheel"
+  done
+  "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || die "mmcv $MMCV_VERSION must be compiled and the Python $pyver headers (Python.h) are missing (Debian: apt install python$pyver-dev)"
+fi
+if [ "$USE_SYSTEM_TORCH" = 1 ]; then
+  "$PYTHON" -c 'import torch' 2>/dev/null || die "USE_SYSTEM_TORCH=1 but '$PYTHON' cannot import torch"
+fi
+
+# ---- the environment ---------------------------------------------------------------------------
+if [ ! -x "$vpy" ]; then
+  say "creating $VENV with $PYTHON ($pyver)"
+  if [ "$USE_SYSTEM_TORCH" = 1 ]; then "$PYTHON" -m venv --system-site-packages "$VENV"
+  else "$PYTHON" -m venv "$VENV"; fi
+fi
+pip=("$vpy" -m pip install --disable-pip-version-check -q -c requirements/constraints.txt)
+"${pip[@]}" "setuptools<81" wheel
+
+if [ "$USE_SYSTEM_TORCH" = 1 ]; then
+  say "keeping the existing torch $("$vpy" -c 'import torch; print(torch.__version__)')"
+elif ! "$vpy" -c 'import torch, torchvision, sys; sys.exit(not (torch.__version__.startswith("2.14.1") and torchvision.__version__.startswith("0.29.1")))' 2>/dev/null; then
+  say "installing $TORCH_SPEC (about 5.5 GB; a few minutes)"
+  "${pip[@]}" $TORCH_SPEC
+fi
+
+# ---- mmcv with compiled ops: reuse, else the wheelhouse, else build (and keep the wheel) ----------
+install_mmcv_wheel() { "${pip[@]}" --force-reinstall --no-deps "$1" && "${pip[@]}" "$1"; }
+if mmcv_ok "$vpy"; then
+  say "mmcv $MMCV_VERSION with ops: present"
+else
+  whl=$(wheel_in_house)
+  if [ -n "$whl" ]; then
+    say "installing mmcv from the wheelhouse: $whl"
+    install_mmcv_wheel "$whl"
+    mmcv_ok "$vpy" || { say "that wheel does not run with this torch; building from source instead"; whl=""; }
+  fi
+  if [ -z "$whl" ]; then
+    say "building mmcv $MMCV_VERSION from source: PyPI has no binary for this torch, so its C++ ops"
+    say "are compiled; this takes 15-30 minutes on 2 cores (MAX_JOBS=N uses more). The wheel is kept"
+    say "in $WHEELHOUSE so that this happens once per machine."
+    mkdir -p "$WHEELHOUSE"
+    built=$(mktemp -d)
+    VIRTUAL_ENV="$here/$VENV" PATH="$here/$VENV/bin:$PATH" bash tools/build_mmcv.sh "$built"
+    whl=$(ls "$built"/mmcv-*.whl)
+    cp "$whl" "$WHEELHOUSE"/ && whl="$WHEELHOUSE/$(basename "$whl")" && rm -rf "$built"
+    install_mmcv_wheel "$whl"
+    mmcv_ok "$vpy" || die "mmcv was built but mmcv.ops.nms does not run; see the output above"
+  fi
+fi
+
+# ---- the rest of the stack and mmeffnet itself -------------------------------------------------
+reqs=(-r requirements/runtime.txt)
+for f in $EXTRAS; do reqs+=(-r "$f"); done
+"${pip[@]}" "${reqs[@]}"
+"${pip[@]}" --no-deps --no-build-isolation -e .
+
+"$vpy" - <<'PY'
+import importlib
+for name in ('mmeffnet', 'mmcv.ops', 'mmdet.models', 'mmseg.models', 'mmpretrain.models'):
+    importlib.import_module(name)
+PY
+mmcv_ok "$vpy" || die "mmcv.ops.nms stopped working after installing the stack"
+say "done: $("$vpy" -m mmeffnet.env --short)"
