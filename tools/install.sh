@@ -55,9 +55,9 @@ elif [ "$USE_SYSTEM_TORCH" = 1 ] && mmcv_ok "$PYTHON"; then need_build=0
 elif [ -n "$(wheel_in_house)" ]; then need_build=0
 fi
 if [ "$need_build" = 1 ]; then
-  for tool in gcc g++; do
+  for tool in "${CC:-gcc}" "${CXX:-g++}"; do
     command -v "$tool" >/dev/null 2>&1 \
-      || die "mmcv $MMCV_VERSION must be compiled (no mmcv wheel for $pytag in WHEELHOUSE=$WHEELHOUSE) and '$tool' is missing (Debian: apt install build-essential python$pyver-dev), or point WHEELHOUSE at a folder holding a built mmcv wheel"
+      || die "mmcv $MMCV_VERSION must be compiled (no mmcv wheel for $pytag in WHEELHOUSE=$WHEELHOUSE) and the compiler '$tool' is missing (Debian: apt install build-essential python$pyver-dev; or set CC/CXX), or point WHEELHOUSE at a folder holding a built mmcv wheel"
   done
   "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || die "mmcv $MMCV_VERSION must be compiled and the Python $pyver headers (Python.h) are missing (Debian: apt install python$pyver-dev)"
@@ -72,7 +72,10 @@ if [ ! -x "$vpy" ]; then
   if [ "$USE_SYSTEM_TORCH" = 1 ]; then "$PYTHON" -m venv --system-site-packages "$VENV"
   else "$PYTHON" -m venv "$VENV"; fi
 fi
-pip=("$vpy" -m pip install --disable-pip-version-check -q -c requirements/constraints.txt)
+# This machine's pip config may list local index folders that do not exist; pip warns per package.
+quiet_pip() { "$vpy" -m pip install --disable-pip-version-check -q -c requirements/constraints.txt "$@" \
+                2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
+pip=(quiet_pip)
 "${pip[@]}" "setuptools<81" wheel
 
 if [ "$USE_SYSTEM_TORCH" = 1 ]; then
