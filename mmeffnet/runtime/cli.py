@@ -79,6 +79,17 @@ def enable_visualization(cfg: Config, show_dir: Optional[str], show: bool = Fals
 USER_ERRORS = (FileNotFoundError, ValueError, KeyError, TypeError)
 
 
+def _without_worker_traceback(message: str) -> str:
+    """An error raised in a DataLoader worker arrives as 'Caught X in DataLoader worker process N.'
+    plus the worker's whole traceback; keep that first line and the error itself."""
+    lines = message.rstrip().splitlines()
+    if not lines or not lines[0].startswith('Caught ') or 'Original Traceback' not in message:
+        return message
+    name = lines[0].split()[1]
+    starts = [i for i, line in enumerate(lines) if line.startswith(f'{name}:')]
+    return '\n'.join([lines[0]] + lines[starts[-1]:]) if starts else message
+
+
 def run_cli(main: Callable[[], int]) -> int:
     """Run a tool's ``main``; bad input ends with one clear ``ERROR:`` line and exit code 2
     (``MMEFFNET_DEBUG=1`` shows the traceback too)."""
@@ -89,6 +100,6 @@ def run_cli(main: Callable[[], int]) -> int:
         if os.environ.get('MMEFFNET_DEBUG') == '1':
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f'ERROR: {message}', file=sys.stderr)
+        print(f'ERROR: {_without_worker_traceback(str(message))}', file=sys.stderr)
         print('(set MMEFFNET_DEBUG=1 to see the traceback)', file=sys.stderr)
         return 2
