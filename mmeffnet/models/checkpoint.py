@@ -5,13 +5,17 @@ checkpoint silently half-loads into a B3. Here missing, unexpected and mis-shape
 in an error instead. Keys of levels the backbone did not build (``out_indices`` stops early) are
 the one expected difference and are skipped.
 """
+import logging
+import math
 import re
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 
-from ..converters import convert_to_mmeffnet
+from ..converters import ConversionError, convert_to_mmeffnet, detect_layout, expected_settings, recognise_arch
+from .scaling import ARCHS
 
 MAX_LISTED = 12
 
@@ -20,11 +24,26 @@ class CheckpointMismatchError(RuntimeError):
     """A checkpoint that does not fit the model it is loaded into."""
 
 
+class CheckpointReadError(ValueError):
+    """A file that is missing, truncated, not a checkpoint, or holds objects not unpickled for safety."""
+
+
 def read_checkpoint(filename: str, map_location: str = 'cpu') -> dict:
-    """Load a checkpoint through mmengine's ``CheckpointLoader`` (local files: ``safe_torch_load``,
-    which never executes pickled code)."""
+    """Load a checkpoint: ``.safetensors`` with safetensors, anything else through mmengine's
+    ``CheckpointLoader`` (local files: ``safe_torch_load``, which never executes pickled code)."""
+    if str(filename).endswith('.safetensors'):
+        from safetensors.torch import load_file
+        try:
+            return load_file(filename, device=map_location)
+        except FileNotFoundError:
+            raise FileNotFoundError(f'checkpoint file not found: {filename}') from None
+        except Exception as exc:
+            raise CheckpointReadError(f'cannot load checkpoint {filename}: {type(exc).__name__}: {exc}') from None
     from mmengine.runner.checkpoint import CheckpointLoader
-    return CheckpointLoader.load_checkpoint(filename, map_location=map_location, logger='silent')
+    try:
+        return CheckpointLoader.load_checkpoint(filename, map_location=map_location, logger='silent')
+    except RuntimeError as exc:  # safe_torch_load: truncated, not a checkpoint, or unsafe pickle
+        raise CheckpointReadError(str(exc)) from None
 
 
 def extract_state_dict(checkpoint: dict, filename: str = '<checkpoint>') -> Dict[str, torch.Tensor]:
@@ -51,8 +70,13 @@ def strip_prefix(state: Dict[str, torch.Tensor], prefix: Optional[str], filename
     picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not picked:
         tops = sorted({k.split('.')[0] for k in state})
+        try:
+            hint = f' (it is a bare {detect_layout(state)}-layout backbone state dict: use no prefix)'
+        except ConversionError:
+            hint = ''
         raise CheckpointMismatchError(
-            f'no key of {filename} starts with prefix {prefix!r}; its top-level names are {tops[:MAX_LISTED]}')
+            f'no key of {filename} starts with prefix {prefix!r}; its top-level names are '
+            f'{tops[:MAX_LISTED]}{hint}')
     return picked
 
 
@@ -93,11 +117,51 @@ def check_and_load(model: nn.Module, state: Dict[str, torch.Tensor], filename: s
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
+def _first_norm_eps(model: nn.Module) -> Optional[float]:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase) or type(m).__name__ == 'SyncBatchNorm':
+            return getattr(m, 'eps', None)
+    return None
+
+
+def warn_on_settings(model: nn.Module, expected: dict, filename: str) -> None:
+    """Log a warning when the checkpoint was made with another padding or BN eps than ``model``
+    uses: it still loads, but its outputs differ from the source's."""
+    padding, eps = getattr(model, 'padding', None), _first_norm_eps(model)
+    if expected.get('padding') and padding and expected['padding'] != padding:
+        print_log(f'{filename} was made for padding={expected["padding"]!r} but the backbone uses '
+                  f'padding={padding!r}: its outputs will differ from the source model\'s',
+                  logger='current', level=logging.WARNING)
+    if expected.get('norm_eps') and eps and not math.isclose(expected['norm_eps'], eps, rel_tol=1e-6):
+        print_log(f'{filename} was made for BN eps={expected["norm_eps"]} but the backbone\'s norm_cfg '
+                  f'has eps={eps}: set norm_cfg=dict(..., eps={expected["norm_eps"]}) to reproduce the '
+                  'source model', logger='current', level=logging.WARNING)
+
+
 def load_backbone_checkpoint(model: nn.Module, filename: str, prefix: Optional[str] = None,
                              map_location: str = 'cpu') -> None:
     """Read ``filename``, take the ``prefix`` sub-dict, convert a foreign (timm, torchvision,
-    lukemelas) layout to ours, and load it strictly into the backbone ``model``."""
+    lukemelas) layout to ours, and load it strictly into the backbone ``model``.
+
+    A checkpoint whose meta (or source) implies another ``padding`` or BN eps than the model's
+    loads with a logged warning.
+    """
     checkpoint = read_checkpoint(filename, map_location)
     state = strip_prefix(extract_state_dict(checkpoint, filename), prefix, filename)
+    try:
+        layout = detect_layout(state)
+    except ConversionError as exc:
+        raise CheckpointMismatchError(f'{filename}: {exc}') from None
+    meta = checkpoint.get('meta') if isinstance(checkpoint.get('meta'), dict) else {}
+    expected = {k: meta[k] for k in ('padding', 'norm_eps') if k in meta} or \
+        expected_settings(layout, recognise_arch(state) if layout == 'torchvision' else None)
     state = convert_to_mmeffnet(state, model)
-    check_and_load(model, state, filename, built_levels=len(model.layers))
+    try:
+        check_and_load(model, state, filename, built_levels=len(model.layers))
+    except CheckpointMismatchError as exc:
+        found = recognise_arch(state)
+        spec = getattr(model, 'spec', None)
+        if found is not None and spec is not None and ARCHS[found] != spec.params:
+            raise CheckpointMismatchError(f'{exc}\n  the checkpoint has the shapes of arch {found!r}') from None
+        raise
+    warn_on_settings(model, expected, filename)
