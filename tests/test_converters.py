@@ -44,7 +44,7 @@ def classifier_from(meta: dict, checkpoint: str) -> nn.Module:
     from mmpretrain.registry import MODELS
     spec = build_network_spec(meta['arch'])
     model = MODELS.build(dict(
-        type='ImageClassifier',
+        type='ImageClassifier', _scope_='mmpretrain',
         backbone=dict(type='mmeffnet.EfficientNet', arch=meta['arch'], padding=meta['padding'],
                       norm_cfg=dict(type='BN', eps=meta['norm_eps'], momentum=0.01)),
         neck=dict(type='GlobalAveragePooling'),
@@ -149,7 +149,8 @@ def mmpretrain_classifier(arch: str, num_classes: int = 10) -> nn.Module:
     from mmpretrain.registry import MODELS
     torch.manual_seed(0)
     model = MODELS.build(dict(
-        type='ImageClassifier', backbone=dict(type='EfficientNet', arch=arch, out_indices=tuple(range(7))),
+        type='ImageClassifier', _scope_='mmpretrain',
+        backbone=dict(type='EfficientNet', arch=arch, out_indices=tuple(range(7))),
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=build_network_spec(arch).head_channels)))
     return randomize(model)
