@@ -86,6 +86,21 @@ def _listing(title: str, items: List[str]) -> str:
     return f'\n  {title} ({len(items)}): {shown}{more}'
 
 
+def _classifier_hint(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor], missing: List[str],
+                     unexpected: List[str], mismatched: List[str]) -> str:
+    """When only a classifier's class count differs (a 1000-class ImageNet checkpoint for a
+    10-class model), say so and name the backbone-only way of loading it."""
+    key = 'head.fc.weight'
+    if missing or unexpected or key not in own or key not in state:
+        return ''
+    if not all(m.startswith('head.fc.') for m in mismatched):
+        return ''
+    return (f'\n  only the classifier differs: the checkpoint has {state[key].shape[0]} classes, the model '
+            f'{own[key].shape[0]}. To start from its backbone only, set model.backbone.init_cfg='
+            "dict(type='Pretrained', checkpoint=<file>, prefix='backbone') and do not load the whole "
+            'checkpoint (the transfer configs in configs/classification/ do this)')
+
+
 def check_and_load(model: nn.Module, state: Dict[str, torch.Tensor], filename: str,
                    built_levels: Optional[int] = None) -> None:
     """Load ``state`` into ``model`` if and only if it fits exactly (see module docstring)."""
@@ -113,6 +128,7 @@ def check_and_load(model: nn.Module, state: Dict[str, torch.Tensor], filename: s
             msg += _listing('unexpected keys', unexpected)
         if mismatched:
             msg += _listing('shape mismatches', mismatched)
+        msg += _classifier_hint(own, state, missing, unexpected, mismatched)
         raise CheckpointMismatchError(msg)
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 

@@ -1,0 +1,17 @@
+"""Training components of the official TF EfficientNet recipe, for any OpenMMLab toolbox.
+
+Importing this package registers (add ``'mmeffnet.engine'`` to a config's ``custom_imports``):
+
+- ``RMSpropTF`` (optimizer, mmengine's root ``OPTIMIZERS``): TF1's ``RMSPropOptimizer`` update;
+- ``TFExponentialDecayLR`` (LR scheduler, root ``PARAM_SCHEDULERS``): linear warm-up, then the LR
+  times ``0.97`` every ``2.4`` epochs, counted in iterations as TF does;
+- ``mmeffnet.TFExponentialMovingAverage`` (averaged model for ``EMAHook``): TF's
+  ``ExponentialMovingAverage(decay, num_updates=global_step)``.
+
+They use mmengine only (no toolbox import), so a detection or segmentation config can use them too.
+"""
+from .ema import TFExponentialMovingAverage
+from .optimizers import RMSpropTF
+from .schedulers import TFExponentialDecayLR
+
+__all__ = ['RMSpropTF', 'TFExponentialDecayLR', 'TFExponentialMovingAverage']
