@@ -8,7 +8,9 @@ import os.path as osp
 import sys
 
 import mmeffnet  # noqa: F401
+from mmeffnet.runtime.checkpointing import check_checkpoint_fits, read_weights
 from mmeffnet.runtime.cli import add_common_args, enable_visualization, load_config, run_cli, toolbox_of
+from mmeffnet.runtime.config_checks import check_dataloaders
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,8 +29,10 @@ def main() -> int:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out {args.out!r}: the predictions are dumped as a pickle; use a .pkl name')
     cfg = load_config(args, splits=('test', ))
+    check_dataloaders(cfg, ('test', ))
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint file not found: {args.checkpoint}')
+    weights = read_weights(args.checkpoint)  # a bad file fails now, before the model and data are built
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show_dir, args.show)
@@ -36,6 +40,7 @@ def main() -> int:
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    check_checkpoint_fits(runner.model, args.checkpoint, weights)
     if args.out is not None:
         if toolbox_of(cfg) == 'mmdet':
             from mmdet.evaluation import DumpDetResults as Dump

@@ -7,14 +7,18 @@ import argparse
 import sys
 
 import mmeffnet  # noqa: F401  (registers mmeffnet.* and mmengine checkpoint safety)
+from mmeffnet.runtime.checkpointing import check_checkpoint_fits, check_load_from, resolve_resume
 from mmeffnet.runtime.cli import add_common_args, load_config, run_cli
+from mmeffnet.runtime.config_checks import check_train_config
+from mmeffnet.runtime.reliability import add_reliability_hooks
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='config file')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
-                        help='resume from CKPT, or with no value from the latest checkpoint in the work dir')
+                        help='resume from CKPT, or with no value from the work dir\'s last complete checkpoint '
+                        '(falling back to the previous good one if it is damaged)')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the LR by (total batch size / auto_scale_lr.base_batch_size)')
@@ -33,17 +37,24 @@ def main() -> int:
         elif wrapper != 'AmpOptimWrapper':
             raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper, got {wrapper}')
     if args.auto_scale_lr:
-        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+        if not isinstance(cfg.get('auto_scale_lr'), dict) or 'base_batch_size' not in cfg.auto_scale_lr:
             raise KeyError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...) in the config')
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+    check_train_config(cfg)
+    add_reliability_hooks(cfg)
+    resume_from = resolve_resume(args.resume, cfg.work_dir)
+    if resume_from is not None:
+        cfg.resume, cfg.load_from = True, resume_from
     elif args.resume is not None:
-        cfg.resume, cfg.load_from = True, args.resume
+        cfg.resume = False  # nothing to resume yet: start from scratch (mmengine does the same)
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if resume_from is not None:
+        check_checkpoint_fits(runner.model, resume_from)
+    elif cfg.get('load_from'):
+        check_load_from(runner.model, cfg.load_from)
     runner.train()
     return 0
 

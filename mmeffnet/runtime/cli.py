@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 from mmengine.config import Config, DictAction
 
+from .distributed import prepare_cpu_distributed
 from .setup import adapt_sync_bn, check_datasets
 
 TOOLBOXES = ('mmdet', 'mmseg', 'mmpretrain')
@@ -42,11 +43,19 @@ def load_config(args: argparse.Namespace, splits: tuple) -> Config:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = Config.fromfile(args.config)
+    except Exception as exc:  # empty, binary, bad syntax, a missing _base_: name the file, not a traceback
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
+        raise ValueError(f'cannot read config {args.config}: {type(exc).__name__}: {detail}') from exc
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
-    toolbox_of(cfg)
+    try:
+        toolbox_of(cfg)
+    except ValueError as exc:
+        raise ValueError(f'config {args.config}: {exc}') from None
+    prepare_cpu_distributed(cfg, args.launcher)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -91,12 +100,14 @@ def _without_worker_traceback(message: str) -> str:
 
 
 def run_cli(main: Callable[[], int]) -> int:
-    """Run a tool's ``main``; bad input ends with one clear ``ERROR:`` line and exit code 2
-    (``MMEFFNET_DEBUG=1`` shows the traceback too)."""
+    """Run a tool's ``main``; bad input (and a training stopped by a non-finite loss) ends with one
+    clear ``ERROR:`` message and exit code 2 (``MMEFFNET_DEBUG=1`` shows the traceback too)."""
     from ..models.checkpoint import CheckpointMismatchError
+    from .nonfinite import NonFiniteLossError
+    from .safe_load import UnreadableCheckpointError
     try:
         return main()
-    except (*USER_ERRORS, CheckpointMismatchError) as exc:
+    except (*USER_ERRORS, CheckpointMismatchError, UnreadableCheckpointError, NonFiniteLossError) as exc:
         if os.environ.get('MMEFFNET_DEBUG') == '1':
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

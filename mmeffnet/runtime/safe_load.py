@@ -25,10 +25,15 @@ def mmengine_safe_globals() -> List[object]:
             builtins.getattr, *dtype_classes]
 
 
+class UnreadableCheckpointError(RuntimeError):
+    """A checkpoint file that is truncated, not a PyTorch checkpoint, or holds disallowed objects."""
+
+
 def safe_torch_load(filename: str, map_location=None) -> dict:
     """``torch.load`` of a local checkpoint with ``weights_only=True`` and mmengine's types allowed.
 
-    Raises ``RuntimeError`` naming the file when it is missing, truncated or holds other objects.
+    Raises ``FileNotFoundError`` when it is missing, and ``UnreadableCheckpointError`` (a
+    ``RuntimeError``) naming the file when it is truncated or holds other objects.
     """
     filename = os.path.expanduser(filename[len('file://'):] if filename.startswith('file://') else filename)
     if not os.path.isfile(filename):
@@ -38,7 +43,7 @@ def safe_torch_load(filename: str, map_location=None) -> dict:
             return torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
-        raise RuntimeError(
+        raise UnreadableCheckpointError(
             f'cannot load checkpoint {filename}: {type(exc).__name__}: {first_line}. The file is '
             'truncated or not a PyTorch checkpoint, or it holds Python objects that are not '
             'unpickled for safety (only tensors, containers and mmengine/numpy state are).') from exc

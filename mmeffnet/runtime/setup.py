@@ -1,7 +1,9 @@
 """Preparing a config for the machine it runs on, shared by ``tools/train.py`` and ``tools/test.py``.
 
-- SyncBN needs CUDA and more than one process; elsewhere (CPU, gloo, a single process) it is
-  converted to BN in the config, with a log line saying so.
+- SyncBN needs CUDA and more than one process. In one process it is converted to BN (the same
+  thing there); in a distributed run without CUDA (CPU processes over gloo) to
+  ``mmeffnet.GlooSyncBN``, which synchronizes the statistics over the processes as SyncBN does.
+  Either way with a log line saying so.
 - A missing dataset stops the run before the Runner is built, with an error that says where it
   looked and which ``--cfg-options`` key points it elsewhere.
 """
@@ -13,6 +15,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'SyncBatchNorm', 'TorchSyncBN')
+GLOO_SYNC_BN = 'mmeffnet.GlooSyncBN'  # mmeffnet/runtime/gloo_sync_bn.py
 
 
 def _walk(node: Any) -> Iterator[dict]:
@@ -30,18 +33,23 @@ def sync_bn_supported(distributed: bool) -> bool:
 
 
 def adapt_sync_bn(cfg: Config, distributed: bool) -> int:
-    """Turn SyncBN into BN in ``cfg.model`` where it cannot run; returns how many were changed."""
+    """Replace SyncBN in ``cfg.model`` where it cannot run: by ``mmeffnet.GlooSyncBN`` in a
+    distributed run without CUDA, by BN in a single process. Returns how many were changed."""
     if sync_bn_supported(distributed):
         return 0
+    on_cpu_processes = distributed and not torch.cuda.is_available()
+    replacement = GLOO_SYNC_BN if on_cpu_processes else 'BN'
     changed = 0
     for node in _walk(cfg.get('model', {})):
         if node.get('type') in SYNC_BN_TYPES:
-            node['type'] = 'BN'
+            node['type'] = replacement
             changed += 1
-    if changed:
-        where = 'on CPU' if not torch.cuda.is_available() else 'in a single process'
-        print_log(f'SyncBN needs CUDA and several processes; running {where}, so {changed} SyncBN '
-                  'config(s) were converted to BN (statistics are per process).', logger='current')
+    if changed and on_cpu_processes:
+        print_log(f'SyncBN needs CUDA; running CPU processes, so {changed} SyncBN config(s) use {replacement} '
+                  '(statistics synchronized over the processes with gloo).', logger='current')
+    elif changed:
+        print_log(f'SyncBN needs CUDA and several processes; running in a single process, so {changed} SyncBN '
+                  'config(s) were converted to BN (the same computation there).', logger='current')
     return changed
 
 
@@ -89,3 +97,12 @@ def check_datasets(cfg: Config, splits: Tuple[str, ...]) -> None:
                         f'{split} dataset ({ds.get("type", "?")}): {key} {path!r} does not exist. '
                         f'Put the data there, or point the config elsewhere, e.g. '
                         f'--cfg-options {split}_dataloader.dataset.data_root=/path/to/dataset/')
+        # COCO-style evaluators (mmdet's CocoMetric) read the annotation file again from their own key
+        evaluators = cfg.get(f'{split}_evaluator') or []
+        for i, evaluator in enumerate(evaluators if isinstance(evaluators, list) else [evaluators]):
+            ann = evaluator.get('ann_file') if isinstance(evaluator, dict) else None
+            if isinstance(ann, str) and '://' not in ann and not osp.exists(ann):
+                key = f'{split}_evaluator' + (f'.{i}' if isinstance(evaluators, list) else '')
+                raise FileNotFoundError(
+                    f'{split} evaluator ({evaluator.get("type", "?")}): ann_file {ann!r} does not exist. '
+                    f'Point it at the annotation file, e.g. --cfg-options {key}.ann_file=/path/to/annotations.json')

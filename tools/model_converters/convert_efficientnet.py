@@ -14,7 +14,7 @@ import argparse
 import sys
 
 import mmeffnet  # noqa: F401  (safe checkpoint loading)
-from mmeffnet.converters import SOURCES, convert_checkpoint, save_converted
+from mmeffnet.converters import SOURCES, ConversionError, convert_checkpoint, save_converted
 from mmeffnet.runtime.cli import run_cli
 
 
@@ -31,7 +31,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    converted = convert_checkpoint(args.src, args.input, args.arch, use_ema=not args.no_ema)
+    try:
+        converted = convert_checkpoint(args.src, args.input, args.arch, use_ema=not args.no_ema)
+    except ConversionError as exc:  # name the input file when the message does not
+        if args.input in str(exc):
+            raise
+        raise ConversionError(f'{args.input}: {exc}') from None
     save_converted(converted, args.output)
     meta = converted.meta
     n_head = sum(k.startswith('head.fc.') for k in converted.state_dict)
