@@ -12,7 +12,13 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
 from mmcv.cnn import build_activation_layer, build_norm_layer
 
+from .memory_saving import batch_norm_act, bn_is_fusable, checkpoint_contexts, fusable_act
+
 PADDING_MODES = ('same', 'symmetric')
+
+# Training-time BN + activation that saves only the BN input (see memory_saving.py). A module
+# flag rather than an argument so benchmarks can measure what it buys; leave it on.
+MEMORY_SAVING_ACT = True
 
 
 def same_padding(size: int, kernel_size: int, stride: int, dilation: int) -> Tuple[int, int]:
@@ -27,17 +33,38 @@ class Conv2dSame(nn.Conv2d):
     """A Conv2d with TF 'SAME' padding computed from the input size at run time.
 
     Only used where SAME can be asymmetric (stride > 1); elsewhere SAME equals the symmetric
-    padding ``dilation * (k - 1) // 2`` and a plain ``nn.Conv2d`` is built. When the SAME padding
-    of this input happens to be symmetric it is passed to the convolution itself (no copy);
-    otherwise only the extra trailing row/column is padded explicitly.
+    padding ``dilation * (k - 1) // 2`` and a plain ``nn.Conv2d`` is built. In eager mode the
+    symmetric part of the padding goes into the convolution itself and only the extra trailing
+    row/column is padded explicitly (no copy at all when SAME happens to be symmetric). When
+    traced (torch.export, ONNX, torch.compile) the padding is written as shape arithmetic
+    without branches, so one exported graph serves every input size.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _is_tracing():
+            return self._forward_traceable(x)
         top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
         left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
         if bottom != top or right != left:
             x = F.pad(x, (0, right - left, 0, bottom - top))
         return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
+
+    def _forward_traceable(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for dim, i in ((-1, 1), (-2, 0)):  # F.pad order: last dim first
+            size, stride = x.shape[dim], self.stride[i]
+            effective_k = (self.kernel_size[i] - 1) * self.dilation[i] + 1
+            total = ((size + stride - 1) // stride - 1) * stride + effective_k - size
+            if effective_k < stride:  # only then can the total be negative
+                total = torch.sym_max(total, 0)
+            pads += [total // 2, total - total // 2]
+        x = F.pad(x, pads)
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _is_tracing() -> bool:
+    """True under torch.compile / torch.export / jit tracing (graph capture of any kind)."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def make_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -53,7 +80,11 @@ def make_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int
 
 
 class ConvBNAct(nn.Module):
-    """conv -> norm (optional) -> activation (optional), named ``conv``, ``bn``, ``act``."""
+    """conv -> norm (optional) -> activation (optional), named ``conv``, ``bn``, ``act``.
+
+    While training with gradients, a plain BatchNorm2d followed by SiLU/ReLU/ReLU6 runs as one
+    memory-saving op (:func:`batch_norm_act`) that keeps only the BN input for backward.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  dilation: int = 1, groups: int = 1, padding: str = 'same',
@@ -67,10 +98,21 @@ class ConvBNAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
         if self.bn is not None:
+            if torch.is_grad_enabled() and not torch.jit.is_scripting() and self._memory_saving():
+                return self._bn_act_memory_saving(x)
             x = self.bn(x)
         if self.act is not None:
             x = self.act(x)
         return x
+
+    @torch.jit.unused
+    def _memory_saving(self) -> bool:
+        return (MEMORY_SAVING_ACT and bn_is_fusable(self.bn) and fusable_act(self.act) is not None
+                and not _is_tracing())
+
+    @torch.jit.unused
+    def _bn_act_memory_saving(self, x: torch.Tensor) -> torch.Tensor:
+        return batch_norm_act(x, self.bn, fusable_act(self.act))
 
 
 class SqueezeExcite(nn.Module):
@@ -86,13 +128,10 @@ class SqueezeExcite(nn.Module):
         return x * self.conv2(self.conv1(x.mean((2, 3), keepdim=True)))
 
 
-def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: drop whole samples with probability ``rate``, scale survivors."""
-    if rate == 0. or not training:
-        return x
+def drop_path_mask(x: torch.Tensor, rate: float) -> torch.Tensor:
+    """Stochastic depth mask: per sample 0 (dropped, probability ``rate``) or ``1 / (1 - rate)``."""
     keep = 1. - rate
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
-    return x * mask
+    return x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
 
 
 class MBConv(nn.Module):
@@ -131,13 +170,17 @@ class MBConv(nn.Module):
         if self.se is not None:
             out = self.se(out)
         out = self.linear_conv(out)
-        if self.has_shortcut:
-            out = x + drop_path(out, self.drop_path_rate, self.training)
-        return out
+        if not self.has_shortcut:
+            return out
+        if self.training and self.drop_path_rate > 0.:
+            # one fused op: shortcut + residual * mask (no scaled copy of the residual)
+            return torch.addcmul(x, out, drop_path_mask(out, self.drop_path_rate))
+        return out + x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad and torch.is_grad_enabled():
-            return torch_checkpoint.checkpoint(self._body, x, use_reentrant=False)
+            return torch_checkpoint.checkpoint(self._body, x, use_reentrant=False,
+                                               context_fn=checkpoint_contexts)
         return self._body(x)
 
 

@@ -1,0 +1,125 @@
+"""Measurements: interleaved timing, bytes saved for backward, peak memory of one step.
+
+Timing runs every model of a row round-robin (warm-up rounds first), so a load change on a shared
+machine hits all models alike; the median per model is reported, plus the process CPU time,
+which is less sensitive to other processes than wall-clock time.
+
+Peak memory of one step:
+- CUDA: ``torch.cuda.max_memory_allocated`` growth over the step.
+- CPU: peak RSS growth over the step, measured in a fresh subprocess per model (``python -m
+  mmeffnet.benchmark.memprobe``) after one warm-up step, with glibc's mmap threshold pinned at
+  64 KiB so that every freed activation goes back to the OS: the peak RSS growth is then the
+  peak of live memory during the step (activations, gradients, transient buffers).
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536', 'MALLOC_TRIM_THRESHOLD_': '65536'}
+
+
+@dataclass
+class Timing:
+    """Seconds per call: every repetition, wall clock and process CPU time."""
+    wall: List[float] = field(default_factory=list)
+    cpu: List[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.wall)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
+
+    @property
+    def minimum(self) -> float:
+        return min(self.wall)
+
+
+def _sync(device: str) -> None:
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def time_interleaved(steps: Dict[str, Callable[[], None]], warmup: int, reps: int,
+                     device: str = 'cpu', inner: int = 1) -> Dict[str, Timing]:
+    """Run each step ``warmup`` times, then ``reps`` rounds of all steps in turn (each timed as
+    ``inner`` back-to-back calls, divided by ``inner``); returns the timings per name."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    _sync(device)
+    results = {name: Timing() for name in steps}
+    for _ in range(reps):
+        for name, step in steps.items():
+            _sync(device)
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(inner):
+                step()
+            _sync(device)
+            results[name].wall.append((time.perf_counter() - wall) / inner)
+            results[name].cpu.append((time.process_time() - cpu) / inner)
+    return results
+
+
+def saved_tensor_bytes(forward: Callable[[], object]) -> int:
+    """Bytes of the distinct storages autograd keeps for backward during ``forward()``.
+
+    Exact and noise-free, but it does not see gradient checkpointing's recomputation (those
+    tensors are kept by the checkpoint's own hooks) nor backward's transient buffers: the peak
+    memory measurement covers those.
+    """
+    storages: Dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = forward()
+    del out
+    return sum(storages.values())
+
+
+def _rss_kib() -> Dict[str, int]:
+    with open('/proc/self/status') as f:
+        fields = dict(line.split(':', 1) for line in f)
+    return {key: int(fields[key].split()[0]) for key in ('VmRSS', 'VmHWM')}
+
+
+def peak_memory_of(step: Callable[[], None], device: str) -> int:
+    """Peak memory growth (bytes) during one call of ``step`` in *this* process."""
+    if device == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    with open('/proc/self/clear_refs', 'w') as f:  # resets VmHWM to the current RSS
+        f.write('5')
+    before = _rss_kib()['VmRSS']
+    step()
+    return (_rss_kib()['VmHWM'] - before) * 1024
+
+
+def peak_memory_subprocess(spec: dict, threads: int, timeout: float = 1800.) -> Optional[int]:
+    """Peak memory growth (bytes) of one step of the task ``spec``, measured in a fresh
+    process (see module docstring); None when the probe failed (its stderr is printed)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), **MALLOC_ENV)
+    cmd = [sys.executable, '-m', 'mmeffnet.benchmark.memprobe', json.dumps(spec)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith('{'):
+            return json.loads(line)['peak_bytes']
+    print(f'memory probe failed for {spec}:\n{proc.stderr[-2000:]}', file=sys.stderr)
+    return None

@@ -1,0 +1,179 @@
+"""The benchmark's outputs: a markdown report (tables with ratios to ours, targets, machine and
+versions, date), a JSON dump of every figure, and a PNG chart of the ratios."""
+import datetime
+import json
+import os
+import platform
+from dataclasses import asdict
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from .suite import PAPER_B1_LATENCY_S, Row
+
+GB = 1024 ** 3
+
+
+def machine_description() -> Dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    info = {'date': datetime.datetime.now().strftime('%Y-%m-%d %H:%M'),
+            'cpu': f'{cpu}, {os.cpu_count()} logical cores',
+            'python': platform.python_version(), 'torch': torch.__version__}
+    if torch.cuda.is_available():
+        info['gpu'] = torch.cuda.get_device_name()
+    for module in ('mmcv', 'mmdet', 'mmengine', 'timm', 'torchvision', 'onnxruntime'):
+        try:
+            info[module] = __import__(module).__version__
+        except Exception:
+            info[module] = 'not installed'
+    try:
+        info['load average (1, 5, 15 min)'] = ', '.join(f'{v:.2f}' for v in os.getloadavg())
+    except OSError:
+        pass
+    return info
+
+
+def _ratio(value: Optional[float], ours: Optional[float]) -> str:
+    if value is None or not ours:
+        return '-'
+    return f'{value / ours:.2f}x'
+
+
+def _gb(value: Optional[int]) -> str:
+    return '-' if value is None else f'{value / GB:.2f}'
+
+
+def _row_table(row: Row) -> List[str]:
+    ours = row.entry('ours')
+    if row.kind == 'cuda':
+        head = '| model | images/s | x ours (time) | s/iter | peak memory (GB) | x ours (memory) |'
+        lines = [head, '|---|---:|---:|---:|---:|---:|']
+        for e in row.entries:
+            lines.append(f'| {e.label} | {e.images_per_s:.1f} | {_ratio(e.seconds, ours and ours.seconds)} | '
+                         f'{e.seconds:.4f} | {_gb(e.peak_bytes)} | '
+                         f'{_ratio(e.peak_bytes, ours and ours.peak_bytes)} |')
+        return lines
+    if row.kind == 'infer':
+        lines = ['| model | ms (median) | x ours (time) | CPU ms | min ms |', '|---|---:|---:|---:|---:|']
+        for e in row.entries:
+            lines.append(f'| {e.label} | {e.seconds * 1e3:.1f} | {_ratio(e.seconds, ours and ours.seconds)} | '
+                         f'{e.cpu_seconds * 1e3:.1f} | {e.min_seconds * 1e3:.1f} |')
+        return lines
+    lines = ['| model | s/iter (median) | x ours (time) | CPU s/iter | peak memory growth (GB) | '
+             'x ours (memory) | saved for backward (GB) | x ours (saved) |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|']
+    for e in row.entries:
+        lines.append(f'| {e.label} | {e.seconds:.2f} | {_ratio(e.seconds, ours and ours.seconds)} | '
+                     f'{e.cpu_seconds:.2f} | {_gb(e.peak_bytes)} | '
+                     f'{_ratio(e.peak_bytes, ours and ours.peak_bytes)} | {_gb(e.saved_bytes)} | '
+                     f'{_ratio(e.saved_bytes, ours and ours.saved_bytes)} |')
+    return lines
+
+
+def _check(rows: List[Row], row_key: str, model: str, metric: str, reference: str,
+           bound: float, at_least: bool) -> Tuple[Optional[float], Optional[bool]]:
+    """ratio = metric(model) / metric(reference) ... as 'reference is N x model'."""
+    row = next((r for r in rows if r.key == row_key), None)
+    if row is None:
+        return None, None
+    a, b = row.entry(model), row.entry(reference)
+    if a is None or b is None or getattr(a, metric) is None or getattr(b, metric) is None:
+        return None, None
+    ratio = getattr(a, metric) / getattr(b, metric)
+    return ratio, (ratio >= bound if at_least else ratio <= bound)
+
+
+def targets(rows: List[Row]) -> List[Tuple[str, str, str]]:
+    """(target, measured, met) of the issue's targets that these rows measure."""
+    out = []
+
+    def add(text, row_key, model, metric, reference, bound, at_least, fmt='{:.2f}x'):
+        ratio, met = _check(rows, row_key, model, metric, reference, bound, at_least)
+        if ratio is not None:
+            status = 'information' if bound == float('inf') else ('met' if met else 'NOT met')
+            out.append((text, fmt.format(ratio), status))
+
+    add('training step >= 1.25x faster than mmdet (mmdet time / ours)', 'train', 'mmdet', 'seconds', 'ours', 1.25, True)
+    add('training step no slower than timm (timm time / ours)', 'train', 'timm', 'seconds', 'ours', 1.0, True)
+    add('training peak memory <= 0.8x mmdet (ours / mmdet)', 'train', 'ours', 'peak_bytes', 'mmdet', 0.8, False)
+    add('training peak memory, with_cp, <= 0.25x mmdet (ours with_cp / mmdet)', 'train', 'ours-cp',
+        'peak_bytes', 'mmdet', 0.25, False)
+    add('  time cost of with_cp (ours with_cp / ours)', 'train', 'ours-cp', 'seconds', 'ours', float('inf'), False)
+    for row in rows:
+        if row.kind == 'infer':
+            add(f'{row.key}: no slower than timm eager (timm / ours)', row.key, 'timm', 'seconds', 'ours', 1.0, True)
+            add(f'{row.key}: fuse() >= 1.2x faster than unfused (ours / fused)', row.key, 'ours', 'seconds',
+                'ours-fused', 1.2, True)
+    add('RetinaNet-B3 iteration >= 1.1x faster (mmdet backbone / ours)', 'detector', 'mmdet', 'seconds', 'ours', 1.1, True)
+    add('RetinaNet-B3 peak memory <= 0.85x (ours / mmdet backbone)', 'detector', 'ours', 'peak_bytes', 'mmdet', 0.85, False)
+    return out
+
+
+def markdown(rows: List[Row], info: Dict[str, str], command: str) -> str:
+    lines = [f'Measured {info["date"]} with `{command}`.', '',
+             '| machine / package | |', '|---|---|']
+    lines += [f'| {k} | {v} |' for k, v in info.items() if k != 'date']
+    lines += ['', '"x ours" = the model\'s figure divided by mmeffnet\'s in the same row: above 1 '
+              'means mmeffnet is faster / leaner.', '']
+    goal = targets(rows)
+    if goal:
+        lines += ['### Targets (issue 7)', '', '| target | measured | |', '|---|---:|---|']
+        lines += [f'| {t} | {m} | {ok} |' for t, m, ok in goal]
+        lines.append('')
+    for row in rows:
+        lines += [f'### {row.title}', '']
+        if row.entries:
+            lines += _row_table(row)
+        b1 = row.entry('ours') if row.key.startswith('infer-b1') else None
+        if b1 is not None:
+            lines += ['', f'mmeffnet B1: {b1.seconds * 1e3:.1f} ms vs the paper\'s '
+                      f'{PAPER_B1_LATENCY_S * 1e3:.0f} ms ({PAPER_B1_LATENCY_S / b1.seconds:.2f}x).']
+        if row.notes:
+            lines += [''] + [f'- {n}' for n in row.notes]
+        lines.append('')
+    return '\n'.join(lines)
+
+
+def write_json(rows: List[Row], info: Dict[str, str], path: str) -> None:
+    with open(path, 'w') as f:
+        json.dump({'machine': info, 'rows': [asdict(r) for r in rows]}, f, indent=1)
+
+
+def write_chart(rows: List[Row], path: str) -> None:
+    """Bars of each model's time (and, for training rows, peak memory) relative to ours."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    timed = [r for r in rows if r.entries and r.entry('ours')]
+    mem = [r for r in timed if r.entry('ours').peak_bytes]
+    panels = [('time relative to mmeffnet (higher = mmeffnet faster)', timed, 'seconds')]
+    if mem:
+        panels.append(('peak memory relative to mmeffnet (higher = mmeffnet leaner)', mem, 'peak_bytes'))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(13, 4.5 * len(panels)), squeeze=False)
+    for ax, (title, panel_rows, metric) in zip(axes[:, 0], panels):
+        models = []
+        for r in panel_rows:
+            models += [e.model for e in r.entries if e.model not in models and e.model != 'ours']
+        width = 0.8 / max(len(models), 1)
+        for i, model in enumerate(models):
+            xs, ys = [], []
+            for j, r in enumerate(panel_rows):
+                e, ours = r.entry(model), r.entry('ours')
+                if e is not None and getattr(e, metric) and getattr(ours, metric):
+                    xs.append(j + i * width - 0.4 + width / 2)
+                    ys.append(getattr(e, metric) / getattr(ours, metric))
+            ax.bar(xs, ys, width, label=next(e.label for r in panel_rows for e in r.entries if e.model == model))
+        ax.axhline(1.0, color='black', linewidth=1)
+        ax.set_xticks(range(len(panel_rows)))
+        ax.set_xticklabels([r.key for r in panel_rows], rotation=15, fontsize=8)
+        ax.set_title(title)
+        ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

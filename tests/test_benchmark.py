@@ -1,0 +1,79 @@
+"""The benchmark tool (issue 7): report arithmetic, targets, CUDA skip, and one tiny real run."""
+import json
+
+import pytest
+import torch
+
+from conftest import run_tool
+from mmeffnet.benchmark.measure import saved_tensor_bytes, time_interleaved
+from mmeffnet.benchmark.report import markdown, targets
+from mmeffnet.benchmark.suite import Entry, Row
+
+GB = 1024 ** 3
+
+
+def _rows():
+    train = Row('train', 'Backbone training step', 'train', entries=[
+        Entry('ours', 'mmeffnet', 4.0, 7.9, 3.9, peak_bytes=4 * GB, saved_bytes=3 * GB),
+        Entry('ours-cp', 'mmeffnet with_cp=True', 5.0, 9.9, 4.9, peak_bytes=1 * GB, saved_bytes=GB // 2),
+        Entry('mmdet', 'mmdet 3.3 EfficientNet', 6.0, 11.9, 5.9, peak_bytes=8 * GB, saved_bytes=6 * GB),
+        Entry('timm', 'timm efficientnet_b3', 3.8, 7.5, 3.7, peak_bytes=6 * GB, saved_bytes=5 * GB)])
+    infer = Row('infer-b0-224-1t', 'Inference latency', 'infer', entries=[
+        Entry('ours', 'mmeffnet', 0.040, 0.040, 0.039), Entry('ours-fused', 'fused', 0.030, 0.030, 0.029),
+        Entry('timm', 'timm', 0.044, 0.044, 0.043)])
+    return [train, infer]
+
+
+def test_report_ratios_to_ours_and_targets():
+    rows = _rows()
+    text = markdown(rows, {'date': '2026-12-01 12:00', 'cpu': 'test cpu', 'torch': torch.__version__}, 'cmd')
+    assert '| mmdet 3.3 EfficientNet | 6.00 | 1.50x |' in text  # time ratio to ours
+    assert '| 8.00 | 2.00x |' in text                            # memory ratio to ours
+    assert '| timm | 44.0 | 1.10x |' in text and 'test cpu' in text
+    got = {t: (m, ok) for t, m, ok in targets(rows)}
+    assert got['training step >= 1.25x faster than mmdet (mmdet time / ours)'] == ('1.50x', 'met')
+    assert got['training step no slower than timm (timm time / ours)'] == ('0.95x', 'NOT met')
+    assert got['training peak memory <= 0.8x mmdet (ours / mmdet)'] == ('0.50x', 'met')
+    assert got['training peak memory, with_cp, <= 0.25x mmdet (ours with_cp / mmdet)'] == ('0.12x', 'met')
+    assert got['infer-b0-224-1t: fuse() >= 1.2x faster than unfused (ours / fused)'] == ('1.33x', 'met')
+
+
+def test_interleaved_timing_and_saved_bytes():
+    calls = []
+    timings = time_interleaved({'a': lambda: calls.append('a'), 'b': lambda: calls.append('b')},
+                               warmup=1, reps=3, inner=2)
+    # warm-up round, then 3 round-robin rounds of 2 back-to-back calls each
+    assert calls == ['a', 'b'] + ['a', 'a', 'b', 'b'] * 3 and len(timings['a'].wall) == 3
+    w = torch.randn(64, 64, requires_grad=True)
+    x = torch.randn(256, 64)
+    # matmul keeps x (64 KiB; w is not needed: x has no grad), tanh keeps its output (64 KiB)
+    assert saved_tensor_bytes(lambda: torch.tanh(x @ w)) == 256 * 64 * 2 * 4
+
+
+def test_cuda_rows_skip_cleanly_without_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present: the CUDA rows would run')
+    proc = run_tool('tools/analysis/benchmark.py', '--device', 'cuda', '--out-dir', str(tmp_path), timeout=120)
+    assert 'CUDA rows skipped: no CUDA device' in proc.stdout, proc.stdout
+
+
+def test_bad_row_name_is_rejected(tmp_path):
+    proc = run_tool('tools/analysis/benchmark.py', '--rows', 'trian', '--out-dir', str(tmp_path),
+                    check=False, timeout=120)
+    assert proc.returncode == 2 and "unknown row(s) ['trian']" in proc.stderr
+
+
+@pytest.mark.slow
+def test_tiny_real_run_writes_table_json_and_chart(tmp_path):
+    """B0 inference rows, ours vs timm, one timed round (about 1-2 minutes on 2 cores)."""
+    pytest.importorskip('timm')
+    proc = run_tool('tools/analysis/benchmark.py', '--quick', '--rows', 'infer,cuda', '--models', 'timm',
+                    '--reps', '1', '--out-dir', str(tmp_path), timeout=600)
+    data = json.loads((tmp_path / 'results.json').read_text())
+    keys = [r['key'] for r in data['rows']]
+    assert keys[:2] == ['infer-b0-224-1t', f'infer-b0-224-{data["rows"][1]["key"].split("-")[-1][:-1]}t']
+    models = {e['model'] for e in data['rows'][0]['entries']}
+    assert {'ours', 'ours-fused', 'timm'} <= models and 'mmdet' not in models
+    assert (tmp_path / 'chart.png').stat().st_size > 10_000
+    text = (tmp_path / 'results.md').read_text()
+    assert 'x ours (time)' in text and 'torch' in text and 'CUDA' in proc.stdout

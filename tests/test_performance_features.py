@@ -1,0 +1,287 @@
+"""The speed/memory features of the backbone (issue 7), each checked against the plain reference:
+memory-saving BN+activation, channels_last, fuse() (deploy), ONNX export, torch.compile."""
+import contextlib
+import copy
+import importlib.util
+import os.path as osp
+import shutil
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmeffnet import EfficientNet
+from mmeffnet.benchmark.measure import saved_tensor_bytes
+from mmeffnet.deployment.onnx import compare_with_onnxruntime, export_onnx
+from mmeffnet.models import layers
+from mmeffnet.models.layers import ConvBNAct
+
+from conftest import run_tool
+
+
+@contextlib.contextmanager
+def plain_bn_act():
+    """The reference path: nn.BatchNorm2d then the activation module (memory-saving op off)."""
+    previous, layers.MEMORY_SAVING_ACT = layers.MEMORY_SAVING_ACT, False
+    try:
+        yield
+    finally:
+        layers.MEMORY_SAVING_ACT = previous
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial affine parameters and running statistics, so BN folding is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.2 * torch.randn(n, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+    return model
+
+
+def assert_close_grads(a: nn.Module, b: nn.Module) -> None:
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        if p.grad is None and q.grad is None:
+            continue
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f'{name}: {m}')
+
+
+def assert_same_buffers(a: nn.Module, b: nn.Module) -> None:
+    for (name, x), (_, y) in zip(a.named_buffers(), b.named_buffers()):
+        assert torch.equal(x, y), f'buffer {name} differs: {x.flatten()[:4]} vs {y.flatten()[:4]}'
+
+
+# ---------------------------------------------------------------- memory-saving BN + activation
+@pytest.mark.parametrize('act', ['SiLU', 'ReLU6', 'ReLU', None])
+@pytest.mark.parametrize('bn_mode', ['train', 'frozen-eval', 'cumulative-momentum'])
+def test_memory_saving_bn_act_matches_plain_path(act, bn_mode):
+    norm_cfg = dict(type='BN', eps=1e-3, momentum=None if bn_mode == 'cumulative-momentum' else 0.01)
+    act_cfg = dict(type=act, inplace=True) if act else None
+    torch.manual_seed(0)
+    block = randomize_bn(ConvBNAct(8, 16, 3, stride=2, norm_cfg=norm_cfg, act_cfg=act_cfg))
+    if bn_mode == 'frozen-eval':  # norm_eval: BN in eval mode while its parameters still train
+        block.bn.eval()
+    ref = copy.deepcopy(block)
+    assert block._memory_saving(), 'the memory-saving op should take this block'
+    x = torch.randn(2, 8, 17, 13)
+    x_ref = x.clone().requires_grad_()
+    x.requires_grad_()
+    grad = torch.randn(2, 16, 9, 7)
+
+    for _ in range(2):  # twice: the second step sees updated running statistics
+        out = block(x)
+        with plain_bn_act():
+            out_ref = ref(x_ref)
+        assert torch.equal(out, out_ref), f'forward differs by {(out - out_ref).abs().max():.3g}'
+        out.backward(grad)
+        out_ref.backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+    assert_close_grads(block, ref)
+    assert_same_buffers(block, ref)  # running_mean / running_var / num_batches_tracked
+    if bn_mode != 'frozen-eval':
+        assert int(block.bn.num_batches_tracked) == 2
+
+    # what it is for: fewer bytes kept for backward (with an activation: BN output not kept)
+    saved = saved_tensor_bytes(lambda: block(x))
+    with plain_bn_act():
+        saved_ref = saved_tensor_bytes(lambda: ref(x_ref))
+    feature_map = out.numel() * out.element_size()
+    stats = 4 * block.bn.num_features * 4  # a few per-channel vectors (mean, invstd)
+    if act is not None:  # the BN output (activation input) is not kept: one feature map less
+        assert saved_ref - saved >= feature_map - stats, (saved, saved_ref, feature_map)
+    else:
+        assert saved <= saved_ref + stats
+
+
+def test_memory_saving_backbone_keeps_less_for_backward_same_gradients():
+    torch.manual_seed(0)
+    model = EfficientNet('b0', out_indices=(3, ), drop_path_rate=0.).train()
+    ref = copy.deepcopy(model)
+    x = torch.randn(2, 3, 64, 64)
+    out = model(x)[0]
+    with plain_bn_act():
+        out_ref = ref(x)[0]
+    torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
+    out.square().mean().backward()
+    out_ref.square().mean().backward()
+    assert_close_grads(model, ref)
+    saved = saved_tensor_bytes(lambda: model(x))
+    with plain_bn_act():
+        saved_ref = saved_tensor_bytes(lambda: ref(x))
+    # measured 0.73x for B0 to stride 8 (the 1x1 project convs and SE keep their own inputs)
+    assert saved < 0.8 * saved_ref, f'memory-saving path keeps {saved} bytes, plain {saved_ref}'
+
+
+def test_with_cp_recompute_does_not_update_running_stats_twice():
+    torch.manual_seed(0)
+    model = EfficientNet('b0', out_indices=(3, ), drop_path_rate=0.2, with_cp=True).train()
+    ref = EfficientNet('b0', out_indices=(3, ), drop_path_rate=0.2, with_cp=False).train()
+    ref.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    torch.manual_seed(1)  # the same drop-path masks in both (checkpoint restores the RNG state)
+    model(x)[0].square().mean().backward()
+    torch.manual_seed(1)
+    ref(x)[0].square().mean().backward()
+    counts = {int(m.num_batches_tracked) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert counts == {1}, f'num_batches_tracked after one step: {counts}'
+    assert_same_buffers(model, ref)
+    assert_close_grads(model, ref)
+
+
+# ---------------------------------------------------------------- channels_last
+@pytest.mark.parametrize('mode', ['eval', 'train'])
+def test_channels_last_internal_path_returns_nchw_equal_to_reference(mode):
+    torch.manual_seed(0)
+    out_indices = (2, 4, 6) if mode == 'eval' else (2, 3)  # train: fewer levels, the backward is slow
+    model = randomize_bn(EfficientNet('b0', out_indices=out_indices, drop_path_rate=0.))
+    model.train(mode == 'train')
+    ref = copy.deepcopy(model)
+    model.channels_last, ref.channels_last = True, False
+    seen = []
+    model.layers[2].register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(2, 3, 67, 75)
+    with torch.set_grad_enabled(mode == 'train'):
+        outs, outs_ref = model(x), ref(x)
+    assert seen == [True], 'the stages should run in channels_last'
+    for o, r in zip(outs, outs_ref):
+        assert o.shape == r.shape and o.is_contiguous(), 'outputs must come back NCHW-contiguous'
+        torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
+    if mode == 'train':
+        sum(o.mean() for o in outs).backward()
+        sum(o.mean() for o in outs_ref).backward()
+        assert_close_grads(model, ref)
+    # the CPU default is channels_last; a channels_last input stays channels_last
+    assert EfficientNet.channels_last is None and model._use_channels_last(x)
+    with torch.no_grad():
+        cl = model(x.contiguous(memory_format=torch.channels_last))
+    assert cl[0].is_contiguous(memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------- fuse (deploy)
+@pytest.mark.parametrize('arch', ['b0', 'lite0'])
+def test_fuse_equals_unfused_and_refuses_training(arch):
+    torch.manual_seed(0)
+    model = randomize_bn(EfficientNet(arch, out_indices=(3, 4, 6), drop_path_rate=0.2)).eval()
+    x = torch.randn(2, 3, 67, 75)
+    with torch.no_grad():
+        expected = model(x)
+        fused = copy.deepcopy(model).fuse()
+        got = fused(x)
+    assert fused.fused and not any(isinstance(m, _BatchNorm) for m in fused.modules())
+    assert sum(p.numel() for p in fused.parameters()) < sum(p.numel() for p in model.parameters())
+    for e, g in zip(expected, got):  # within 1e-4 at unit scale (float32 rounding grows with |x|)
+        assert (e - g).abs().max() < 1e-4 * max(1., float(e.abs().max()))
+    with pytest.raises(RuntimeError, match='fused'):
+        fused.train()
+    fused.train(False)  # eval stays allowed
+    assert not fused.training
+
+
+# ---------------------------------------------------------------- ONNX
+def test_onnx_export_dynamic_sizes_match_pytorch(tmp_path):
+    pytest.importorskip('onnxruntime')
+    torch.manual_seed(0)
+    model = randomize_bn(EfficientNet('b0', out_indices=(3, 4, 5), padding='same')).eval()
+    path = str(tmp_path / 'b0.onnx')
+    names = export_onnx(model, path, (1, 3, 64, 64))
+    assert names == ['output0', 'output1', 'output2']
+    # odd sizes: TF SAME padding is asymmetric there; a traced-in constant padding would break them
+    diffs = compare_with_onnxruntime(model, path, [(1, 3, 64, 64), (2, 3, 97, 75), (1, 3, 33, 65)])
+    assert max(diffs.values()) < 1e-4, diffs
+
+
+def test_dynamo_exporter_without_onnxscript_names_the_fix(tmp_path):
+    if importlib.util.find_spec('onnxscript') is not None:
+        pytest.skip('onnxscript is installed here')
+    with pytest.raises(ValueError, match='onnxscript'):
+        export_onnx(EfficientNet('b0', out_indices=(1, )), str(tmp_path / 'x.onnx'), (1, 3, 32, 32),
+                    exporter='dynamo')
+    with pytest.raises(ValueError, match='exporter must be one of'):
+        export_onnx(EfficientNet('b0', out_indices=(1, )), str(tmp_path / 'x.onnx'), (1, 3, 32, 32),
+                    exporter='tensorrt')
+
+
+def test_export_onnx_tool_fused_backbone_verifies(tmp_path):
+    pytest.importorskip('onnxruntime')
+    out = tmp_path / 'b0_fused.onnx'
+    proc = run_tool('tools/deployment/export_onnx.py', 'backbone', '--arch', 'b0', '--out-indices', '4', '6',
+                    '--fuse', '--shape', '1', '3', '96', '96', '--out', str(out), '--verify', timeout=300)
+    assert out.is_file() and 'verified: max abs diff' in proc.stdout, proc.stdout
+    assert 'input [1, 3, 103, 109]' in proc.stdout  # an odd size was checked too
+
+
+@pytest.mark.slow
+def test_export_onnx_tool_whole_detector(tmp_path):
+    """About 45 s on a 2-core CPU."""
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('mmdet')
+    config = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs',
+                      'retinanet_effb0_fpn_crop512_8x4_1x_coco.py')
+    if not osp.isfile(config):
+        pytest.skip(f'{config} is absent')
+    out = tmp_path / 'retinanet_b0.onnx'
+    proc = run_tool('tools/deployment/export_onnx.py', 'config', config, '--fuse', '--shape', '1', '3', '128', '128',
+                    '--out', str(out), '--verify', timeout=400)
+    # RetinaNet in 'tensor' mode: class scores and box deltas of 5 FPN levels
+    assert 'exported config' in proc.stdout and '(10 outputs' in proc.stdout, proc.stdout
+    assert 'verified: max abs diff' in proc.stdout, proc.stdout
+
+
+def test_export_onnx_tool_bad_input_is_one_error_line(tmp_path):
+    proc = run_tool('tools/deployment/export_onnx.py', 'config', str(tmp_path / 'nope.py'),
+                    '--out', str(tmp_path / 'x.onnx'), check=False, timeout=120)
+    assert proc.returncode == 2 and 'ERROR: config file not found' in proc.stderr, proc.stderr
+
+
+# ---------------------------------------------------------------- torch.compile
+def _compile_unavailable(backend: str) -> str:
+    if not hasattr(torch, 'compile'):
+        return 'torch.compile is not available in this torch'
+    if backend == 'inductor' and shutil.which('c++') is None and shutil.which('g++') is None:
+        return 'inductor on CPU needs a C++ compiler, none found'
+    return ''
+
+
+def _check_compiled_matches_eager(backend: str, train: bool) -> None:
+    reason = _compile_unavailable(backend)
+    if reason:
+        pytest.skip(reason)
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = randomize_bn(EfficientNet('b0', out_indices=(3, 4, 5), drop_path_rate=0.)).train(train)
+    ref = copy.deepcopy(model)
+    compiled = torch.compile(model, backend=backend, fullgraph=True)  # fullgraph: no graph breaks
+    x = torch.randn(2, 3, 64, 64)
+    with torch.set_grad_enabled(train):
+        outs, outs_ref = compiled(x), ref(x)
+    for o, r in zip(outs, outs_ref):  # eager runs channels_last on CPU, the graph NCHW: rounding differs
+        torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
+    if train:
+        sum(o.square().mean() for o in outs).backward()
+        sum(o.square().mean() for o in outs_ref).backward()
+        assert_close_grads(model, ref)
+        for (name, b), (_, b_ref) in zip(model.named_buffers(), ref.named_buffers()):
+            # running statistics updated once, as in eager
+            torch.testing.assert_close(b, b_ref, rtol=1e-4, atol=1e-6, msg=lambda m: f'{name}: {m}')
+
+
+def test_torch_compile_graph_matches_eager_eval():
+    """Dynamo captures the whole backbone (SAME padding, channels_last logic) in one graph; the
+    aot_eager backend checks the captured graph without the minutes of C++ code generation."""
+    _check_compiled_matches_eager('aot_eager', train=False)
+
+
+def test_torch_compile_graph_matches_eager_training():
+    _check_compiled_matches_eager('aot_eager', train=True)
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor_matches_eager():
+    """The real thing (inductor codegen): about 3-4 minutes on a 2-core CPU."""
+    _check_compiled_matches_eager('inductor', train=False)

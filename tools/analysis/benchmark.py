@@ -1,0 +1,129 @@
+"""Speed and memory of mmeffnet's EfficientNet against mmdet, timm and torchvision, side by side.
+
+    python tools/analysis/benchmark.py                  # every row; rewrites docs/benchmarks.md + .png
+                                                        # (quiet 2-core CPU: about 13-14 min; CUDA rows if a GPU)
+    python tools/analysis/benchmark.py --quick          # smaller train input, B0 inference only (~3 min)
+    python tools/analysis/benchmark.py --rows infer --quick
+    python tools/analysis/benchmark.py --device cuda    # the CUDA rows only (fp32, AMP + channels_last)
+
+Rows: train (B3 backbone step at 896), infer (B0@224, B3@300, B1@240 batch 1, with onnxruntime),
+detector (the RetinaNet-B3 recipe iteration), cuda (fp32 and AMP + channels_last; skipped
+without a GPU). Writes results.md, results.json and chart.png to --out-dir.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DOC = osp.join(ROOT, 'docs', 'benchmarks.md')
+DOC_CHART = osp.join(ROOT, 'docs', 'benchmarks.png')
+START, END = '<!-- benchmark-results:start -->', '<!-- benchmark-results:end -->'
+ROWS = ('train', 'infer', 'detector', 'cuda')
+DEVICES = ('auto', 'cpu', 'cuda')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--rows', default=','.join(ROWS),
+                        help=f'comma-separated subset of {",".join(ROWS)} (default: all)')
+    parser.add_argument('--quick', action='store_true',
+                        help='smaller inputs, fewer models and repetitions (default rows: train, infer)')
+    parser.add_argument('--models', default=None,
+                        help='comma-separated peers to compare with ours and its variants (e.g. mmdet,timm,onnxruntime); default: all')
+    parser.add_argument('--config', default=osp.join(ROOT, 'configs', 'retinanet_effb3_fpn_crop896_8x4_1x_coco.py'),
+                        help='the RetinaNet recipe config of the detector row')
+    parser.add_argument('--reps', type=int, default=None, help='timed rounds per row (default: per row)')
+    parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
+    parser.add_argument('--threads', type=int, default=os.cpu_count(), help='"all cores" thread count')
+    parser.add_argument('--device', default='auto', choices=DEVICES,
+                        help='auto: the CPU rows, plus the CUDA rows when a GPU is present; cpu: CPU rows '
+                        'only; cuda: the CUDA rows only (fp32 and AMP + channels_last)')
+    parser.add_argument('--out-dir', default=osp.join(ROOT, 'work_dirs', 'benchmark'))
+    docs = parser.add_mutually_exclusive_group()
+    docs.add_argument('--update-docs', action='store_true',
+                      help=f'write the results into {osp.relpath(DOC, ROOT)} and its chart even for a '
+                      '--quick or partial run')
+    docs.add_argument('--no-docs', action='store_true', help='do not touch docs/ (a full run rewrites it)')
+    args = parser.parse_args(argv)
+    rows = [r.strip() for r in args.rows.split(',') if r.strip()]
+    bad = [r for r in rows if r not in ROWS]
+    if bad:
+        parser.error(f'unknown row(s) {bad}; choose from {list(ROWS)}')
+    full = args.rows == ','.join(ROWS)
+    if args.quick and full:
+        rows = ['train', 'infer', 'cuda']
+    if args.device == 'cpu':
+        rows = [r for r in rows if r != 'cuda']
+    elif args.device == 'cuda':
+        rows = ['cuda']
+    if args.threads < 1:
+        parser.error(f'--threads must be >= 1, got {args.threads}')
+    args.row_list = tuple(rows)
+    # docs/ shows only complete CPU results measured at the issue's sizes
+    args.write_docs = args.update_docs or (full and not args.quick and args.device == 'auto'
+                                           and not args.no_docs and args.models is None)
+    return args
+
+
+def update_docs(text: str, chart: str) -> None:
+    import shutil
+    doc = open(DOC).read() if osp.exists(DOC) else f'# Benchmarks\n\n{START}\n{END}\n'
+    if START not in doc or END not in doc:
+        doc += f'\n{START}\n{END}\n'
+    head, rest = doc.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    body = text + '\n\n![benchmark chart](benchmarks.png)\n'
+    with open(DOC, 'w') as f:
+        f.write(f'{head}{START}\n{body}{END}{tail}')
+    shutil.copyfile(chart, DOC_CHART)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        print('CUDA rows skipped: no CUDA device on this machine (torch.cuda.is_available() is False). '
+              'Run without --device cuda for the CPU rows.')
+        return 0
+    sys.path.insert(0, ROOT)
+    from mmeffnet.benchmark.report import machine_description, markdown, write_chart, write_json
+    from mmeffnet.benchmark.suite import SuiteOptions, run_suite
+    torch.manual_seed(0)
+    opts = SuiteOptions(quick=args.quick, rows=args.row_list, config=args.config, reps=args.reps,
+                        memory=not args.no_memory, all_threads=args.threads,
+                        models=args.models.split(',') if args.models else None)
+    info = machine_description()
+    command = 'python tools/analysis/benchmark.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
+    os.makedirs(args.out_dir, exist_ok=True)
+    chart = osp.join(args.out_dir, 'chart.png')
+
+    def write(rows, final: bool = False) -> str:
+        """results.md / .json / chart.png; rewritten after every group of rows."""
+        info['load average at the end' if final else 'load average so far'] = \
+            ', '.join(f'{v:.2f}' for v in os.getloadavg())
+        if final:
+            info.pop('load average so far', None)
+        text = markdown(rows, info, command.strip())
+        if not final:
+            text = '**Partial results (run still going or interrupted).**\n\n' + text
+        with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
+            f.write(text + '\n')
+        write_json(rows, info, osp.join(args.out_dir, 'results.json'))
+        write_chart(rows, chart)
+        return text
+
+    if not args.quick and 'train' in args.row_list and 'detector' in args.row_list and args.reps is None:
+        print('full CPU run: about 13-14 minutes on a quiet 2-core CPU; progress on stderr', file=sys.stderr)
+    rows = run_suite(opts, on_rows=write)
+    text = write(rows, final=True)
+    if args.write_docs:
+        update_docs(text, chart)
+    print(text)
+    print(f'\nwritten: {args.out_dir}/results.md, results.json, chart.png'
+          + (f'; {osp.relpath(DOC, ROOT)}, {osp.relpath(DOC_CHART, ROOT)}' if args.write_docs else ''))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
