@@ -1,0 +1,207 @@
+"""The detection recipe end to end with the real tools on real COCO images (../shared/data/coco_mini:
+80 train2017 images, all 80 categories, crowd boxes, grayscale images).
+
+``tools/train.py`` runs THE B3 recipe for 2 iterations at 128 px (sizes, schedule and data
+location changed with ``--cfg-options`` only) and writes a checkpoint; ``tools/test.py`` evaluates
+it on all 80 images with mmdet's CocoMetric and prints the bbox AP table for all 80 classes, and
+``--out`` dumps the predictions; mmdet's ``DetInferencer`` and ``tools/demo/image_demo.py`` run
+the unmodified config with that checkpoint. Bad data locations and annotation files end the
+tools with one ``ERROR:`` line naming the path, and exit code 2.
+"""
+import glob
+import json
+import os.path as osp
+import pickle
+import re
+
+import mmcv
+import numpy as np
+import pytest
+
+from conftest import CONFIGS, run_tool
+
+B3 = osp.join(CONFIGS, 'retinanet_effb3_fpn_crop896_8x4_1x_coco.py')
+ANN = 'annotations/instances_train2017.json'  # coco_mini holds a train split only: it serves as val too
+SIZE = 128
+COPYPASTE = re.compile(r'bbox_mAP_copypaste: ((?:-?\d+\.\d+ ?){6})')
+TABLE_ROW = re.compile(r'^\|\s*([a-z][a-z ]*?)\s*\|\s*(nan|\d\.\d+)\s*\|', re.M)
+# pipeline positions in the recipe: train [Load, LoadAnn, RandomResize, RandomCrop, Flip, Pack],
+# test [Load, Resize, ...]
+RANDOM_RESIZE, RANDOM_CROP, RESIZE = 2, 3, 1
+# OpenMP threads spinning while they wait are several times slower on a shared CPU
+ENV = dict(OMP_WAIT_POLICY='PASSIVE')
+
+
+def data_options(split: str, data_root: str) -> list:
+    """--cfg-options that point ``split`` at coco_mini, loaded in the main process."""
+    return [f'{split}_dataloader.dataset.data_root={data_root}/', f'{split}_dataloader.dataset.ann_file={ANN}',
+            f'{split}_dataloader.dataset.data_prefix.img=train2017/', f'{split}_dataloader.num_workers=0',
+            f'{split}_dataloader.persistent_workers=False', f'{split}_evaluator.ann_file={data_root}/{ANN}']
+
+
+def train_options(data_root: str) -> list:
+    """The recipe at 128 px, 2 iterations (4 images, batch 2, one epoch, no validation)."""
+    return [
+        'model.backbone.init_cfg=None',  # no download; the tests never reach the network
+        f'model.data_preprocessor.batch_augments.0.size=({SIZE},{SIZE})',
+        f'train_dataloader.dataset.pipeline.{RANDOM_RESIZE}.scale=({SIZE},{SIZE})',
+        f'train_dataloader.dataset.pipeline.{RANDOM_CROP}.crop_size=({SIZE},{SIZE})',
+        'train_dataloader.dataset.indices=4', 'train_dataloader.batch_size=2',
+        'train_cfg.max_epochs=1', 'train_cfg.val_begin=2',  # the last epoch would be validated otherwise
+        f'val_dataloader.dataset.pipeline.{RESIZE}.scale=({SIZE},{SIZE})',
+        'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1',
+    ] + data_options('train', data_root) + data_options('val', data_root)
+
+
+def eval_options(data_root: str) -> list:
+    """All 80 images at 128 px; score threshold 0 so that a 2-iteration model keeps its boxes."""
+    return ['model.backbone.init_cfg=None', 'model.test_cfg.score_thr=0.0', 'test_evaluator.classwise=True',
+            f'test_dataloader.dataset.pipeline.{RESIZE}.scale=({SIZE},{SIZE})'] + data_options('test', data_root)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, coco_mini) -> str:
+    """The checkpoint tools/train.py writes after 2 iterations of the recipe on coco_mini."""
+    work_dir = tmp_path_factory.mktemp('det_train')
+    proc = run_tool('tools/train.py', B3, '--work-dir', str(work_dir), '--cfg-options', *train_options(coco_mini),
+                    env=ENV)
+    log = proc.stdout + proc.stderr
+    assert 'converted to BN' in log  # SyncBN in one CPU process
+    losses = [float(v) for v in re.findall(r'\bloss: (\d+\.\d+)', log)]
+    assert len(losses) == 2 and all(np.isfinite(losses)), log[-3000:]
+    ckpt = work_dir / 'epoch_1.pth'
+    assert ckpt.is_file()
+    return str(ckpt)
+
+
+@pytest.fixture(scope='module')
+def tested(tmp_path_factory, coco_mini, trained):
+    work_dir = tmp_path_factory.mktemp('det_test')
+    out = work_dir / 'predictions.pkl'
+    proc = run_tool('tools/test.py', B3, trained, '--work-dir', str(work_dir), '--out', str(out),
+                    '--cfg-options', *eval_options(coco_mini), env=ENV)
+    return proc.stdout + proc.stderr, work_dir, out
+
+
+def test_train_writes_a_loadable_checkpoint(trained):
+    import torch
+    ckpt = torch.load(trained, map_location='cpu', weights_only=False)
+    keys = ckpt['state_dict'].keys()
+    assert any(k.startswith('backbone.layers.5.') for k in keys)
+    assert ckpt['state_dict']['neck.lateral_convs.0.conv.weight'].shape[1] == 48  # B3's level 3
+    assert len(ckpt['meta']['dataset_meta']['classes']) == 80
+
+
+def test_test_prints_the_coco_bbox_table_for_80_classes(tested, coco_mini):
+    log, work_dir, _ = tested
+    copypaste = COPYPASTE.findall(log)
+    assert copypaste, log[-3000:]
+    ap = [float(v) for v in copypaste[-1].split()]
+    assert len(ap) == 6 and all(-1 <= v <= 1 for v in ap)  # mAP, @50, @75, s, m, l
+    with open(osp.join(coco_mini, ANN)) as f:
+        names = [c['name'] for c in json.load(f)['categories']]
+    rows = dict(TABLE_ROW.findall(log))
+    missing = [n for n in names if n not in rows]
+    assert not missing, f'classes missing from the per-class table: {missing}'
+    # the metrics also land in the run's json log (mmengine LoggerHook), keyed as CocoMetric names them
+    logs = glob.glob(str(work_dir / '*' / '*.json'))
+    assert logs
+    with open(logs[-1]) as f:
+        metrics = json.loads(f.read().splitlines()[-1])
+    for key in ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l'):
+        assert isinstance(metrics[f'coco/{key}'], float)
+    assert metrics['coco/bbox_mAP'] == pytest.approx(ap[0], abs=1e-3)
+    assert sum(k.endswith('_precision') for k in metrics) == 80
+
+
+def test_test_out_dumps_predictions(tested):
+    _, _, out = tested
+    with open(out, 'rb') as f:
+        results = pickle.load(f)
+    assert len(results) == 80  # one entry per image
+    first = results[0]
+    boxes, scores, labels = (first['pred_instances'][k] for k in ('bboxes', 'scores', 'labels'))
+    assert boxes.shape[1] == 4 and len(boxes) == len(scores) == len(labels) > 0
+    assert 0 <= int(labels.min()) and int(labels.max()) < 80
+    assert first['img_id'] and first['ori_shape']
+
+
+def test_det_inferencer_runs_the_config_with_the_checkpoint(trained, coco_mini):
+    """mmdet's own inferencer with the unmodified recipe config (896 px test pipeline)."""
+    import mmeffnet  # noqa: F401
+    from mmdet.apis import DetInferencer
+
+    from mmengine.config import Config
+
+    image = sorted(glob.glob(osp.join(coco_mini, 'train2017', '*.jpg')))[0]
+    cfg = Config.fromfile(B3)
+    cfg.model.test_cfg.score_thr = 0.0  # a 2-iteration model scores every box under the recipe's 0.05
+    inferencer = DetInferencer(model=cfg, weights=trained, device='cpu', show_progress=False)
+    assert type(inferencer.model.backbone).__name__ == 'EfficientNet'
+    assert len(inferencer.model.dataset_meta['classes']) == 80
+    result = inferencer(image, return_vis=True, no_save_vis=True, pred_score_thr=0.0)
+    pred = result['predictions'][0]
+    assert len(pred['bboxes']) == len(pred['scores']) == len(pred['labels']) > 0
+    h, w = mmcv.imread(image).shape[:2]
+    assert result['visualization'][0].shape == (h, w, 3)
+    boxes = np.array(pred['bboxes'])
+    assert (boxes[:, 2] <= w + 1).all() and (boxes[:, 3] <= h + 1).all()  # boxes in original image pixels
+
+
+def test_image_demo_writes_boxes(trained, coco_mini, tmp_path):
+    image = sorted(glob.glob(osp.join(coco_mini, 'train2017', '*.jpg')))[0]
+    out = tmp_path / 'dets.png'
+    proc = run_tool('tools/demo/image_demo.py', image, B3, trained, '--out', str(out), '--score-thr', '0', env=ENV)
+    assert f'wrote {out}' in proc.stdout
+    assert re.search(r'^\s+\S.*\s\d\.\d{3}\s+\[', proc.stdout, re.M), proc.stdout  # "class score [x1, y1, x2, y2]"
+    drawn, original = mmcv.imread(str(out)), mmcv.imread(image)
+    assert drawn.shape == original.shape
+    assert (np.abs(drawn.astype(int) - original.astype(int)).max(axis=2) > 60).mean() > 0.001  # boxes painted
+
+
+def _error_line(proc) -> str:
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('ERROR:')]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    return errors[0]
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path):
+    missing = tmp_path / 'no_coco'
+    proc = run_tool('tools/train.py', B3, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                    f'train_dataloader.dataset.data_root={missing}/', check=False, env=ENV)
+    line = _error_line(proc)
+    assert str(missing) in line and 'does not exist' in line
+    assert '--cfg-options train_dataloader.dataset.data_root=' in line  # how to point it elsewhere
+
+
+def test_bad_annotation_json_names_the_file(tmp_path, coco_mini):
+    root = tmp_path / 'coco'
+    (root / 'annotations').mkdir(parents=True)
+    (root / 'train2017').mkdir()
+    ann = root / ANN
+    ann.write_text('{"images": [], "annotations": [')  # truncated file
+    options = train_options(coco_mini) + [f'train_dataloader.dataset.data_root={root}/']
+    proc = run_tool('tools/train.py', B3, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *options,
+                    check=False, env=ENV)
+    line = _error_line(proc)
+    assert str(ann) in line and 'not valid JSON' in line
+
+
+def test_evaluator_annotation_file_is_checked_too(coco_mini):
+    """Moving the dataloaders but not CocoMetric's own ``ann_file`` is caught before anything is built."""
+    from mmengine.config import Config
+    from mmeffnet.runtime.setup import check_datasets
+
+    cfg = Config.fromfile(B3)
+    options = {}
+    for split in ('train', 'val'):
+        options.update(dict(opt.split('=', 1) for opt in data_options(split, coco_mini)
+                            if '_evaluator.' not in opt and 'num_workers' not in opt and 'persistent' not in opt))
+    cfg.merge_from_dict(options)
+    with pytest.raises(FileNotFoundError, match=r"val evaluator \(CocoMetric\): ann_file "
+                       r"'data/coco/annotations/instances_val2017.json' does not exist.*val_evaluator.ann_file="):
+        check_datasets(cfg, ('train', 'val'))
+    cfg.merge_from_dict({'val_evaluator.ann_file': f'{coco_mini}/{ANN}'})
+    check_datasets(cfg, ('train', 'val'))
