@@ -62,8 +62,9 @@ def _worker(rank, init_file, out_dir):
 @pytest.fixture(scope='module')
 def two_process_results(tmp_path_factory):
     out = tmp_path_factory.mktemp('gloo')
-    # fork: the children need nothing re-imported
-    mp.start_processes(_worker, args=(str(out / 'init'), str(out)), nprocs=WORLD, join=True, start_method='fork')
+    # spawn, not fork: a fork of the pytest process deadlocks when an earlier test left a lock held
+    # by one of its threads (seen in the full suite: both children hung before init_process_group)
+    mp.start_processes(_worker, args=(str(out / 'init'), str(out)), nprocs=WORLD, join=True, start_method='spawn')
     return [torch.load(out / f'rank{r}.pt', weights_only=True) for r in range(WORLD)]
 
 
