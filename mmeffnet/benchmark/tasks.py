@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from .peers import build_model
+from ..runtime.setup import walk_dicts
 
 
 @dataclass
@@ -98,7 +99,7 @@ def detector_model_cfg(config: str, backbone: str) -> dict:
     from mmengine.config import Config
     cfg = Config.fromfile(config)
     model = cfg.model
-    for node in _dict_nodes(model):
+    for node in walk_dicts(model):
         if node.get('type') in ('SyncBN', 'MMSyncBN', 'SyncBatchNorm'):
             node['type'] = 'BN'
     bb = model.backbone
@@ -110,16 +111,6 @@ def detector_model_cfg(config: str, backbone: str) -> dict:
             drop_path_rate=bb.get('drop_path_rate', 0.), frozen_stages=frozen + 1,
             norm_cfg=bb.norm_cfg, norm_eval=bb.get('norm_eval', False))
     return model
-
-
-def _dict_nodes(node):
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _dict_nodes(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            yield from _dict_nodes(value)
 
 
 def synthetic_det_batch(batch: int, size: int, num_boxes: int = 6) -> dict:

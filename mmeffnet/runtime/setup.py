@@ -18,14 +18,15 @@ SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'SyncBatchNorm', 'TorchSyncBN')
 GLOO_SYNC_BN = 'mmeffnet.GlooSyncBN'  # mmeffnet/runtime/gloo_sync_bn.py
 
 
-def _walk(node: Any) -> Iterator[dict]:
+def walk_dicts(node: Any) -> Iterator[dict]:
+    """Every dict nested in ``node`` (dicts, lists, tuples), ``node`` itself first."""
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _walk(value)
+            yield from walk_dicts(value)
     elif isinstance(node, (list, tuple)):
         for value in node:
-            yield from _walk(value)
+            yield from walk_dicts(value)
 
 
 def sync_bn_supported(distributed: bool) -> bool:
@@ -40,7 +41,7 @@ def adapt_sync_bn(cfg: Config, distributed: bool) -> int:
     on_cpu_processes = distributed and not torch.cuda.is_available()
     replacement = GLOO_SYNC_BN if on_cpu_processes else 'BN'
     changed = 0
-    for node in _walk(cfg.get('model', {})):
+    for node in walk_dicts(cfg.get('model', {})):
         if node.get('type') in SYNC_BN_TYPES:
             node['type'] = replacement
             changed += 1
