@@ -11,6 +11,9 @@ Peak memory of one step:
   64 KiB so that every freed activation goes back to the OS: the peak RSS growth is then the
   peak of live memory during the step (activations, gradients, transient buffers).
 """
+import ctypes
+import ctypes.util
+import gc
 import json
 import os
 import statistics
@@ -82,12 +85,26 @@ def saved_tensor_bytes(forward: Callable[[], object]) -> int:
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
         storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
+        # detached: a node that saves its own output (sigmoid, tanh) would otherwise hold that
+        # output with its grad_fn, a C++ reference cycle that leaks the whole graph per call
+        return tensor.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         out = forward()
     del out
     return sum(storages.values())
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand glibc's free heap pages back to the OS, so that the parent's
+    resident memory does not add up with a memory-probe child's (both count against RAM)."""
+    gc.collect()
+    libc_name = ctypes.util.find_library('c')
+    if libc_name and 'libc' in libc_name:
+        try:
+            ctypes.CDLL(libc_name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+            pass
 
 
 def _rss_kib() -> Dict[str, int]:

@@ -12,7 +12,8 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from .measure import peak_memory_subprocess, saved_tensor_bytes, time_interleaved
+from .measure import (peak_memory_of, peak_memory_subprocess, release_freed_memory, saved_tensor_bytes,
+                      time_interleaved)
 from .peers import label, peer_available
 from .tasks import build_task
 
@@ -91,16 +92,20 @@ def _measure_row(row: Row, specs: Dict[str, dict], warmup: int, reps: int, inner
                       timing.minimum)
         if saved and task.forward is not None:
             entry.saved_bytes = saved_tensor_bytes(task.forward)
-        if memory and name not in NO_MEMORY_PROBE:
-            if device == 'cuda':
-                from .measure import peak_memory_of
-                entry.peak_bytes = peak_memory_of(task.step, 'cuda')
-            else:
-                entry.peak_bytes = peak_memory_subprocess(dict(spec, threads=threads), threads or 1)
+        if memory and device == 'cuda' and name not in NO_MEMORY_PROBE:
+            entry.peak_bytes = peak_memory_of(task.step, 'cuda')
         if row.kind == 'cuda':
             entry.images_per_s = spec['batch'] / timing.median
         row.entries.append(entry)
-    del tasks
+    # CPU probes run one child at a time after this process has let go of its models: at 896 px
+    # a step needs 4-10 GB, and the parent's heap on top of a child's would not fit in 24 GiB
+    tasks.clear()
+    release_freed_memory()
+    if memory and device != 'cuda':
+        for entry in row.entries:
+            if entry.model not in NO_MEMORY_PROBE:
+                spec = dict(specs[entry.model], threads=threads)
+                entry.peak_bytes = peak_memory_subprocess(spec, threads or 1)
 
 
 def train_row(opts: SuiteOptions) -> Row:
