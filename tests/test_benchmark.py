@@ -42,8 +42,9 @@ def test_interleaved_timing_and_saved_bytes():
     calls = []
     timings = time_interleaved({'a': lambda: calls.append('a'), 'b': lambda: calls.append('b')},
                                warmup=1, reps=3, inner=2)
-    # warm-up round, then 3 round-robin rounds of 2 back-to-back calls each
-    assert calls == ['a', 'b'] + ['a', 'a', 'b', 'b'] * 3 and len(timings['a'].wall) == 3
+    # warm-up round, then 3 round-robin rounds of 2 back-to-back calls each, the first model rotating
+    assert calls == ['a', 'b'] + ['a', 'a', 'b', 'b'] + ['b', 'b', 'a', 'a'] + ['a', 'a', 'b', 'b']
+    assert len(timings['a'].wall) == len(timings['b'].wall) == 3
     w = torch.randn(64, 64, requires_grad=True)
     x = torch.randn(256, 64)
     # matmul keeps x (64 KiB; w is not needed: x has no grad), tanh keeps its output (64 KiB)

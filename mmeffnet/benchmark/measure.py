@@ -54,15 +54,21 @@ def _sync(device: str) -> None:
 
 def time_interleaved(steps: Dict[str, Callable[[], None]], warmup: int, reps: int,
                      device: str = 'cpu', inner: int = 1) -> Dict[str, Timing]:
-    """Run each step ``warmup`` times, then ``reps`` rounds of all steps in turn (each timed as
-    ``inner`` back-to-back calls, divided by ``inner``); returns the timings per name."""
+    """Run each step ``warmup`` times, then ``reps`` rounds of all steps in turn, the starting
+    step rotating by one per round (each timed as ``inner`` back-to-back calls, divided by
+    ``inner``); returns the timings per name."""
     for _ in range(warmup):
         for step in steps.values():
             step()
     _sync(device)
     results = {name: Timing() for name in steps}
-    for _ in range(reps):
-        for name, step in steps.items():
+    names = list(steps)
+    for round_index in range(reps):
+        # each round starts one model later: no model always follows the same neighbour
+        # (whose cache footprint or lingering worker threads it would inherit)
+        start = round_index % len(names) if names else 0
+        for name in names[start:] + names[:start]:
+            step = steps[name]
             _sync(device)
             wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(inner):

@@ -138,7 +138,7 @@ def infer_rows(opts: SuiteOptions) -> List[Row]:
             row.notes.append(f'Paper, Table 4: EfficientNet-B1 {PAPER_B1_LATENCY_S * 1e3:.0f} ms per image '
                              'on one Xeon E5-2690 core (whole classifier; here: features to the 1x1 head '
                              'conv, the pooling + FC left are negligible).')
-        _measure_row(row, specs, warmup=2, reps=opts.reps or 7, inner=3)
+        _measure_row(row, specs, warmup=2, reps=opts.reps or 11, inner=5)
         rows.append(row)
     torch.set_num_threads(opts.all_threads)
     return rows

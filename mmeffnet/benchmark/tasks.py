@@ -85,6 +85,9 @@ def _onnx_task(spec: dict) -> Task:
     options = ort.SessionOptions()
     options.intra_op_num_threads = spec.get('threads', 0)
     options.inter_op_num_threads = 1
+    # no busy-waiting worker threads after a run: they would take the cores from the next model
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    options.add_session_config_entry('session.inter_op.allow_spinning', '0')
     session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     feed = {session.get_inputs()[0].name: _input(spec).cpu().numpy()}
     return Task(lambda: session.run(None, feed))
