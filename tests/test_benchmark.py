@@ -36,6 +36,10 @@ def test_report_ratios_to_ours_and_targets():
     assert got['training peak memory <= 0.8x mmdet (ours / mmdet)'] == ('0.50x', 'met')
     assert got['training peak memory, with_cp, <= 0.25x mmdet (ours with_cp / mmdet)'] == ('0.12x', 'met')
     assert got['infer-b0-224-1t: fuse() >= 1.2x faster than unfused (ours / fused)'] == ('1.33x', 'met')
+    # a ratio that rounds to the bound but misses it shows one more digit
+    rows[1].entry('ours-fused').seconds = 0.040 / 1.198
+    got = {t: (m, ok) for t, m, ok in targets(rows)}
+    assert got['infer-b0-224-1t: fuse() >= 1.2x faster than unfused (ours / fused)'] == ('1.198x', 'NOT met')
 
 
 def test_interleaved_timing_and_saved_bytes():

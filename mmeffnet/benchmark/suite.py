@@ -19,7 +19,7 @@ from .tasks import build_task
 
 DEFAULT_CONFIG = 'configs/retinanet_effb3_fpn_crop896_8x4_1x_coco.py'
 # channels_last's gain is measured by the inference rows (ours-nchw); kept out of the training row
-# so that the full CPU run stays within 15 minutes on 2 cores
+# so that the full CPU run stays within about 20 minutes on 2 cores
 TRAIN_MODELS = ['ours', 'ours-cp', 'ours-plain-bn', 'mmdet', 'timm', 'timm-tf', 'torchvision']
 INFER_MODELS = ['ours', 'ours-fused', 'ours-nchw', 'mmdet', 'timm', 'timm-tf', 'torchvision']
 CUDA_MODELS = ['ours', 'mmdet', 'timm', 'timm-tf', 'torchvision']
@@ -157,7 +157,7 @@ def detector_row(opts: SuiteOptions) -> Row:
     torch.set_num_threads(opts.all_threads)
     specs = {m: dict(kind='detector', model=m, arch='b3', size=size, batch=2, config=opts.config)
              for m in models}
-    # 2 timed rounds: a recipe iteration takes ~20-25 s on a 2-core CPU (the full run fits 15 min)
+    # 2 timed rounds: a recipe iteration takes ~20-25 s on a 2-core CPU (the full run fits about 20 min)
     _measure_row(row, specs, warmup=1, reps=opts.reps or (1 if opts.quick else 2), memory=opts.memory,
                  saved=True, threads=opts.all_threads)
     return row

@@ -1,7 +1,7 @@
 """Speed and memory of mmeffnet's EfficientNet against mmdet, timm and torchvision, side by side.
 
     python tools/analysis/benchmark.py                  # every row; rewrites docs/benchmarks.md + .png
-                                                        # (quiet 2-core CPU: about 13-14 min; CUDA rows if a GPU)
+                                                        # (quiet 2-core CPU: about 18-20 min; CUDA rows if a GPU)
     python tools/analysis/benchmark.py --quick          # smaller train input, B0 inference only (~3 min)
     python tools/analysis/benchmark.py --rows infer --quick
     python tools/analysis/benchmark.py --device cuda    # the CUDA rows only (fp32, AMP + channels_last)
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         return text
 
     if not args.quick and 'train' in args.row_list and 'detector' in args.row_list and args.reps is None:
-        print('full CPU run: about 13-14 minutes on a quiet 2-core CPU; progress on stderr', file=sys.stderr)
+        print('full CPU run: about 20 minutes on a quiet 2-core CPU; progress on stderr', file=sys.stderr)
     rows = run_suite(opts, on_rows=write)
     text = write(rows, final=True)
     if args.write_docs:
