@@ -285,3 +285,21 @@ def test_torch_compile_graph_matches_eager_training():
 def test_torch_compile_inductor_matches_eager():
     """The real thing (inductor codegen): about 3-4 minutes on a 2-core CPU."""
     _check_compiled_matches_eager('inductor', train=False)
+
+
+def test_torch_export_dynamic_sizes_match_eager():
+    """torch.export (the deployment graph of ExecuTorch/AOTInductor) captures the backbone once
+    for any batch and any size from 33 px (below that the stride-32 map is 1x1, and torch.export
+    specialises size-1 dimensions); SAME padding stays exact at odd sizes."""
+    from torch.export import Dim, export
+    model = randomize_bn(EfficientNet('b0', out_indices=(3, 4, 5))).eval()
+    size = dict(min=33, max=1024)
+    program = export(model, (torch.randn(2, 3, 64, 96), ),
+                     dynamic_shapes={'x': {0: Dim('n', min=1, max=64), 2: Dim('h', **size), 3: Dim('w', **size)}})
+    for shape in [(1, 3, 65, 97), (3, 3, 128, 40)]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            expected, got = model(x), program.module()(x)
+        assert [o.shape for o in got] == [o.shape for o in expected]
+        for o, e in zip(got, expected):
+            torch.testing.assert_close(o, e, rtol=1e-4, atol=1e-5)
