@@ -7,6 +7,7 @@
 # step (B5 at 456 px), 4,000 steps = 125 epochs of 2,040 images, about the number of passes the
 # CIFAR schedule makes; LR scaled linearly from 0.01 at 256.
 _base_ = ['./_base_/efficientnet_finetune.py']
+from mmeffnet.datasets.cls_variants import tf_test_pipeline, tf_train_pipeline  # noqa: E402
 from mmeffnet.models.scaling import build_network_spec, resolve_arch  # noqa: E402
 
 arch = 'b5'
@@ -22,17 +23,8 @@ model = dict(
               dropout_rate=resolve_arch(arch).dropout))
 data_preprocessor = dict(
     num_classes=num_classes, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
-train_pipeline = [
-    dict(type='LoadImageWithFallback'),
-    dict(type='EfficientNetRandomCrop', scale=img_size, crop_padding=32, interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageWithFallback'),
-    dict(type='EfficientNetCenterCrop', crop_size=img_size, crop_padding=32, interpolation='bicubic'),
-    dict(type='PackInputs'),
-]
+train_pipeline = tf_train_pipeline(arch, auto_augment=False)
+test_pipeline = tf_test_pipeline(arch)
 train_dataloader = dict(
     batch_size=8, num_workers=4, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),

@@ -26,22 +26,28 @@ def tf_test_pipeline(arch: str, img_size: Optional[int] = None) -> List[dict]:
     ``img_size`` (default: the arch's resolution)."""
     return [
         dict(type='LoadImageWithFallback'),
+        # [TF] centre square of img_size / (img_size + 32) of the short side, resized to img_size
         dict(type='EfficientNetCenterCrop', crop_size=img_size or resolve_arch(arch).resolution, crop_padding=32,
              interpolation=_interpolation(arch)),
         dict(type='PackInputs'),
     ]
 
 
-def tf_train_pipeline(arch: str) -> List[dict]:
-    """TF training preprocessing: Inception-style random crop, flip, AutoAugment."""
-    return [
+def tf_train_pipeline(arch: str, img_size: Optional[int] = None, auto_augment: bool = True) -> List[dict]:
+    """TF training preprocessing: Inception-style random crop to ``img_size`` (default: the arch's
+    resolution), flip, and AutoAugment unless ``auto_augment=False`` (fine-tuning)."""
+    pipeline = [
         dict(type='LoadImageWithFallback'),
-        dict(type='EfficientNetRandomCrop', scale=resolve_arch(arch).resolution, crop_padding=32,
+        # [TF] distorted_bounding_box_crop (area 0.08-1, aspect 3/4-4/3, 10 attempts, else centre crop)
+        dict(type='EfficientNetRandomCrop', scale=img_size or resolve_arch(arch).resolution, crop_padding=32,
              interpolation=_interpolation(arch)),
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-        dict(type='AutoAugment', policies='imagenet', hparams=dict(pad_val=128, interpolation='nearest')),
-        dict(type='PackInputs'),
     ]
+    if auto_augment:
+        # [paper] AutoAugment; mmpretrain's ImageNet policy. [TF] fills with grey 128, nearest sampling.
+        pipeline.append(dict(type='AutoAugment', policies='imagenet',
+                             hparams=dict(pad_val=128, interpolation='nearest')))
+    return pipeline + [dict(type='PackInputs')]
 
 
 def train_variant(arch: str, batch_size: int) -> Tuple[int, dict, list, list, dict, dict, dict]:
