@@ -8,6 +8,8 @@ from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
+import pytest
+import torch
 
 from conftest import CONFIGS
 
@@ -137,23 +139,14 @@ def small_imagenet_config(path: str, data: Dict[str, object], img_size: int = 64
     base = osp.join(CONFIGS, 'classification', 'efficientnet-b0_8xb256-rmsprop_in1k.py')
     text = textwrap.dedent(f'''\
         _base_ = [{base!r}]
+        from mmeffnet.datasets.cls_variants import tf_test_pipeline, tf_train_pipeline
         img_size = {img_size}
         data_root = {data['root']!r}
         classes = {data['classes_file']!r}
         model = dict(head=dict(num_classes={len(data['classes'])}))
         data_preprocessor = dict(num_classes={len(data['classes'])})
-        train_pipeline = [
-            dict(type='LoadImageWithFallback'),
-            dict(type='EfficientNetRandomCrop', scale=img_size, crop_padding=32, interpolation='bicubic'),
-            dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-            dict(type='AutoAugment', policies='imagenet', hparams=dict(pad_val=128, interpolation='nearest')),
-            dict(type='PackInputs'),
-        ]
-        test_pipeline = [
-            dict(type='LoadImageWithFallback'),
-            dict(type='EfficientNetCenterCrop', crop_size=img_size, crop_padding=32, interpolation='bicubic'),
-            dict(type='PackInputs'),
-        ]
+        train_pipeline = tf_train_pipeline('b0', img_size)
+        test_pipeline = tf_test_pipeline('b0', img_size)
         train_dataloader = dict(batch_size={batch_size}, num_workers=0, persistent_workers=False,
                                 pin_memory=False,
                                 dataset=dict(data_root=data_root, classes=classes, pipeline=train_pipeline))
@@ -172,6 +165,16 @@ def small_imagenet_config(path: str, data: Dict[str, object], img_size: int = 64
 # The tools run on one thread: with the 2 cores shared by other jobs, torch's default of one
 # thread per core makes a B0 step 20-40x slower (thread oversubscription), not faster.
 ONE_THREAD = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process models on one thread too (see ONE_THREAD); a test module that imports this
+    fixture gets it for every test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def parse_accuracy(log: str) -> Tuple[float, float]:
@@ -206,7 +209,6 @@ def write_zoo_like_checkpoint(path: str, arch: str = 'b0', num_classes: int = 10
     """A checkpoint in the mmpretrain model-zoo layout (``backbone.*``, ``head.fc.*``) of a
     randomly initialised ``arch`` classifier: the stand-in for an ImageNet checkpoint (nothing is
     downloaded). Returns its state dict."""
-    import torch
     config = osp.join(CONFIGS, 'classification', 'eval', f'efficientnet-{arch}_in1k.py')
     model, _ = build_classifier(config, **{'head.num_classes': num_classes})
     torch.manual_seed(0)

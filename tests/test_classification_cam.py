@@ -11,15 +11,8 @@ import torch
 
 from classification_support import (ONE_THREAD, SHAPES, draw_shape, small_imagenet_config,
                                     write_imagenet, write_rgb, write_zoo_like_checkpoint)
+from classification_support import one_thread  # noqa: F401  (autouse fixture: one thread)
 from conftest import run_tool
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope='module')

@@ -15,18 +15,10 @@ import torch
 from classification_support import (ONE_THREAD, build_classifier, parse_accuracy, shape_image,
                                     small_imagenet_config, write_cifar, write_imagenet, write_rgb,
                                     write_zoo_like_checkpoint)
+from classification_support import one_thread  # noqa: F401  (autouse fixture: one thread)
 from conftest import CONFIGS, run_tool
 
 CLS = osp.join(CONFIGS, 'classification')
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process models on one thread too (see ONE_THREAD)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope='module')
