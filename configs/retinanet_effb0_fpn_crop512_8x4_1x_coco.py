@@ -5,6 +5,7 @@
 # pairs B0 with 512 (D0), i.e. each backbone at its own compound-scaled resolution.
 _base_ = ['./retinanet_effb3_fpn_crop896_8x4_1x_coco.py']
 from mmeffnet.models.scaling import build_network_spec  # noqa: E402
+from mmeffnet.datasets.det_pipelines import retinanet_pipelines  # noqa: E402
 
 backbone_arch = 'b0'
 backbone_out_indices = (3, 4, 5)
@@ -20,20 +21,7 @@ model = dict(
                   init_cfg=dict(type='Pretrained', prefix='backbone', checkpoint=backbone_checkpoint)),
     neck=dict(in_channels=backbone_channels))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.8, 1.2), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=image_size),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
+train_pipeline, test_pipeline = retinanet_pipelines(image_size, {{_base_.backend_args}})
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -14,6 +14,7 @@ _base_ = [
 ]
 # The neck's input channels are read from the scaled network, not typed in by hand.
 from mmeffnet.models.scaling import build_network_spec  # noqa: E402
+from mmeffnet.datasets.det_pipelines import retinanet_pipelines  # noqa: E402
 
 custom_imports = dict(imports=['mmeffnet', 'mmeffnet.datasets.det_coco'], allow_failed_imports=False)
 
@@ -60,20 +61,7 @@ model = dict(
 
 # dataset settings (data_root and files as in mmdet: data/coco/annotations/instances_{train,val}2017.json)
 dataset_type = 'CheckedCocoDataset'
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.8, 1.2), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=image_size),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
+train_pipeline, test_pipeline = retinanet_pipelines(image_size, {{_base_.backend_args}})
 train_dataloader = dict(
     batch_size=4, num_workers=4, dataset=dict(type=dataset_type, pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(type=dataset_type, pipeline=test_pipeline))

@@ -16,6 +16,7 @@
 #   tools/demo/detection_demo.py), its 3 classes (bbox_head.num_classes), and no ImageNet
 #   initialisation, since no weights can be downloaded offline (the model trains from scratch).
 _base_ = ['../retinanet_effb3_fpn_crop896_8x4_1x_coco.py']
+from mmeffnet.datasets.det_pipelines import retinanet_pipelines  # noqa: E402
 
 image_size = (112, 112)
 classes = ('circle', 'square', 'triangle')
@@ -27,20 +28,7 @@ model = dict(
     backbone=dict(init_cfg=None, norm_cfg=dict(momentum=0.1)),
     bbox_head=dict(num_classes=len(classes)))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.8, 1.2), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=image_size),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
+train_pipeline, test_pipeline = retinanet_pipelines(image_size)
 train_dataloader = dict(
     batch_size=8, num_workers=0, persistent_workers=False,
     dataset=dict(data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_train.json',
