@@ -12,7 +12,6 @@ Peak memory of one step:
   peak of live memory during the step (activations, gradients, transient buffers).
 """
 import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -105,12 +104,10 @@ def release_freed_memory() -> None:
     """Collect garbage and hand glibc's free heap pages back to the OS, so that the parent's
     resident memory does not add up with a memory-probe child's (both count against RAM)."""
     gc.collect()
-    libc_name = ctypes.util.find_library('c')
-    if libc_name and 'libc' in libc_name:
-        try:
-            ctypes.CDLL(libc_name).malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-            pass
+    try:  # the process's own symbols: glibc is already loaded (no library search, no subprocess)
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        pass
 
 
 def _rss_kib() -> Dict[str, int]:
