@@ -23,6 +23,7 @@ from mmengine.config import Config
 
 from ..models.efficientnet import EfficientNet
 from ..models.scaling import resolve_arch
+from ..runtime.setup import walk_dicts_with_paths
 
 BACKBONE_TYPE = 'mmeffnet.EfficientNet'
 STRIDE_DIVISOR = 32
@@ -73,16 +74,6 @@ class ScaledConfig:
     unscaled: List[str] = field(default_factory=list)
 
 
-def _walk(node: Any, path: str = ''):
-    if isinstance(node, dict):
-        yield path, node
-        for key, value in node.items():
-            yield from _walk(value, f'{path}.{key}' if path else str(key))
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _walk(value, f'{path}[{i}]')
-
-
 def _type_name(node: dict) -> str:
     t = node.get('type')
     if isinstance(t, str):
@@ -105,7 +96,7 @@ def find_backbone(cfg: Config) -> Tuple[dict, dict, str]:
     if not isinstance(model, dict):
         raise ValueError('the config has no model dict')
     hits, parents = [], {}
-    for path, node in _walk(model, 'model'):
+    for path, node in walk_dicts_with_paths(model, 'model'):
         for key, child in node.items():
             if isinstance(child, dict):
                 parents[id(child)] = node
@@ -163,7 +154,7 @@ def _set(node: dict, key: str, new: Any, path: str, changes: List[str]) -> None:
 
 def _scale_transforms(root: Any, path: str, factor: float, divisor: int, changes: List[str],
                       unscaled: List[str], seen: set) -> None:
-    for sub_path, node in _walk(root, path):
+    for sub_path, node in walk_dicts_with_paths(root, path):
         if id(node) in seen or 'type' not in node:
             continue
         seen.add(id(node))
