@@ -19,7 +19,7 @@ def _rows():
         Entry('mmdet', 'mmdet 3.3 EfficientNet', 6.0, 11.9, 5.9, peak_bytes=8 * GB, saved_bytes=6 * GB),
         Entry('timm', 'timm efficientnet_b3', 3.8, 7.5, 3.7, peak_bytes=6 * GB, saved_bytes=5 * GB)])
     infer = Row('infer-b0-224-1t', 'Inference latency', 'infer', entries=[
-        Entry('ours', 'mmeffnet', 0.040, 0.040, 0.039), Entry('ours-fused', 'fused', 0.030, 0.030, 0.029),
+        Entry('ours', 'mmeffnet', 0.040, 0.040, 0.039, 12.0), Entry('ours-fused', 'fused', 0.030, 0.030, 0.029),
         Entry('timm', 'timm', 0.044, 0.044, 0.043)])
     return [train, infer]
 
@@ -30,6 +30,7 @@ def test_report_ratios_to_ours_and_targets():
     assert '| mmdet 3.3 EfficientNet | 6.00 | 1.50x |' in text  # time ratio to ours
     assert '| 8.00 | 2.00x |' in text                            # memory ratio to ours
     assert '| timm | 44.0 | 1.10x |' in text and 'test cpu' in text
+    assert '| mmeffnet | 40.0 | 1.00x | 40.0 | 39.0 | 12 |' in text and '| fused | 30.0 | 0.75x | 30.0 | 29.0 | - |' in text
     got = {t: (m, ok) for t, m, ok in targets(rows)}
     assert got['training step >= 1.25x faster than mmdet (mmdet time / ours)'] == ('1.50x', 'met')
     assert got['training step no slower than timm (timm time / ours)'] == ('0.95x', 'NOT met')
@@ -49,10 +50,44 @@ def test_interleaved_timing_and_saved_bytes():
     # warm-up round, then 3 round-robin rounds of 2 back-to-back calls each, the first model rotating
     assert calls == ['a', 'b'] + ['a', 'a', 'b', 'b'] + ['b', 'b', 'a', 'a'] + ['a', 'a', 'b', 'b']
     assert len(timings['a'].wall) == len(timings['b'].wall) == 3
+    # page faults per call are counted: first touches of a fresh 8 MiB buffer fault in its pages
+    touch = time_interleaved({'fresh': lambda: bytearray(8 << 20)}, warmup=0, reps=1)
+    assert len(touch['fresh'].faults) == 1 and touch['fresh'].faults_median >= 0
     w = torch.randn(64, 64, requires_grad=True)
     x = torch.randn(256, 64)
     # matmul keeps x (64 KiB; w is not needed: x has no grad), tanh keeps its output (64 KiB)
     assert saved_tensor_bytes(lambda: torch.tanh(x @ w)) == 256 * 64 * 2 * 4
+
+
+HEAP_PROBE = """
+import ctypes, sys, torch
+from mmeffnet.benchmark.measure import keep_freed_memory_in_heap
+if sys.argv[1] == 'pinned':
+    print(keep_freed_memory_in_heap(), file=sys.stderr)
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd',
+                                              'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+activation = torch.ones(5 << 20)  # 20 MiB, like one big map of a forward
+del activation
+print(libc.mallinfo2().fordblks >> 20)  # MiB free inside the heap, kept for the next call
+"""
+
+
+def test_timing_process_keeps_freed_memory_in_heap():
+    """glibc's defaults hand a freed 20 MiB map back to the OS (the next call faults its pages in
+    again, zeroed); with the timing process's thresholds it stays in the heap for reuse."""
+    import subprocess
+    import sys
+    free_mib = {}
+    for mode in ('default', 'pinned'):
+        proc = subprocess.run([sys.executable, '-c', HEAP_PROBE, mode], capture_output=True, text=True,
+                              timeout=120, check=True)
+        free_mib[mode] = int(proc.stdout.split()[-1])
+        if mode == 'pinned':
+            assert 'M_TRIM_THRESHOLD=1 GiB' in proc.stderr
+    assert free_mib['default'] < 20 <= free_mib['pinned'], free_mib
 
 
 def test_saved_bytes_measurement_does_not_keep_the_graph_alive():
@@ -99,3 +134,4 @@ def test_tiny_real_run_writes_table_json_and_chart(tmp_path):
     assert (tmp_path / 'chart.png').stat().st_size > 10_000
     text = (tmp_path / 'results.md').read_text()
     assert 'x ours (time)' in text and 'torch' in text and 'CUDA' in proc.stdout
+    assert 'freed memory stays in the heap' in text and 'page faults/call' in text

@@ -183,6 +183,42 @@ def test_fuse_equals_unfused_and_refuses_training(arch):
     assert not fused.training
 
 
+def test_inference_writes_se_product_and_shortcut_in_place_with_the_same_result():
+    """Without autograd, MBConv writes the SE product into its depthwise output and the shortcut
+    sum into its projection output (no new maps); with autograd it must not (backward needs
+    them). Outputs are bitwise the same either way, and the caller's input is never touched."""
+    torch.manual_seed(0)
+    model = randomize_bn(EfficientNet('b0', out_indices=(2, 6))).eval()
+    block = model.layers[2][1]  # stride 1, same width: has the shortcut
+    assert block.has_shortcut and block.se is not None
+    ptrs = {}
+
+    def record(name):
+        def hook(module, args, output):
+            ptrs[name] = (args[0].data_ptr(), output.data_ptr())
+        return hook
+
+    block.se.register_forward_hook(record('se'))
+    block.linear_conv.register_forward_hook(record('linear'))
+    block.register_forward_hook(record('block'))
+    x = torch.randn(2, 3, 64, 64)
+    x_before = x.clone()
+    with torch.no_grad():
+        no_grad_out = model(x)
+    se_in, se_out = ptrs['se']
+    assert se_out == se_in, 'SE product not written in place without autograd'
+    assert ptrs['block'][1] == ptrs['linear'][1], 'shortcut sum not written in place'
+    assert torch.equal(x, x_before)
+    with torch.inference_mode():
+        inference_out = model(x)
+    grad_out = model(x.requires_grad_())
+    assert ptrs['se'][0] != ptrs['se'][1] and ptrs['block'][1] != ptrs['linear'][1]
+    for a, b, c in zip(no_grad_out, inference_out, grad_out):
+        assert torch.equal(a, b) and torch.equal(a, c.detach())
+    sum(o.sum() for o in grad_out).backward()  # nothing backward needs was overwritten
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
 # ---------------------------------------------------------------- ONNX
 def test_onnx_export_dynamic_sizes_match_pytorch(tmp_path):
     pytest.importorskip('onnxruntime')

@@ -45,6 +45,10 @@ def _ratio(value: Optional[float], ours: Optional[float]) -> str:
     return f'{value / ours:.2f}x'
 
 
+def _count(value: Optional[float]) -> str:
+    return '-' if value is None else f'{value:.0f}'
+
+
 def _gb(value: Optional[int]) -> str:
     return '-' if value is None else f'{value / GB:.2f}'
 
@@ -60,10 +64,12 @@ def _row_table(row: Row) -> List[str]:
                          f'{_ratio(e.peak_bytes, ours and ours.peak_bytes)} |')
         return lines
     if row.kind == 'infer':
-        lines = ['| model | ms (median) | x ours (time) | CPU ms | min ms |', '|---|---:|---:|---:|---:|']
+        lines = ['| model | ms (median) | x ours (time) | CPU ms | min ms | page faults/call |',
+                 '|---|---:|---:|---:|---:|---:|']
         for e in row.entries:
             lines.append(f'| {e.label} | {e.seconds * 1e3:.1f} | {_ratio(e.seconds, ours and ours.seconds)} | '
-                         f'{e.cpu_seconds * 1e3:.1f} | {e.min_seconds * 1e3:.1f} |')
+                         f'{e.cpu_seconds * 1e3:.1f} | {e.min_seconds * 1e3:.1f} | '
+                         f'{_count(e.faults_per_call)} |')
         return lines
     lines = ['| model | s/iter (median) | x ours (time) | CPU s/iter | peak memory growth (GB) | '
              'x ours (memory) | saved for backward (GB) | x ours (saved) |',

@@ -35,6 +35,7 @@ class Entry:
     seconds: float            # median wall clock per iteration
     cpu_seconds: float        # median process CPU time per iteration
     min_seconds: float
+    faults_per_call: Optional[float] = None  # median minor page faults per iteration
     peak_bytes: Optional[int] = None
     saved_bytes: Optional[int] = None
     images_per_s: Optional[float] = None
@@ -89,7 +90,7 @@ def _measure_row(row: Row, specs: Dict[str, dict], warmup: int, reps: int, inner
     for name, task in tasks.items():
         spec, timing = specs[name], timings[name]
         entry = Entry(name, label(name, spec.get('arch', 'b3')), timing.median, timing.cpu_median,
-                      timing.minimum)
+                      timing.minimum, timing.faults_median)
         if saved and task.forward is not None:
             entry.saved_bytes = saved_tensor_bytes(task.forward)
         if memory and device == 'cuda' and name not in NO_MEMORY_PROBE:

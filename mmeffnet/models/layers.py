@@ -67,6 +67,15 @@ def _is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
+def _may_overwrite_intermediates() -> bool:
+    """Whether an MBConv may write into its own intermediate tensors (the SE product and the
+    shortcut sum in place): only when autograd records nothing, so no backward needs the
+    overwritten values, and outside graph capture, whose exported graphs keep plain ops.
+    Like an in-place ReLU after a conv, a forward hook on ``depthwise_conv`` or ``linear_conv``
+    then sees that output after the overwrite (clone it in the hook to keep it)."""
+    return not torch.is_grad_enabled() and not _is_tracing()
+
+
 def make_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
               dilation: int = 1, groups: int = 1, bias: bool = False,
               padding: str = 'same') -> nn.Conv2d:
@@ -124,8 +133,10 @@ class SqueezeExcite(nn.Module):
         self.conv1 = ConvBNAct(channels, squeeze_channels, 1, act_cfg=act_cfg)
         self.conv2 = ConvBNAct(squeeze_channels, channels, 1, act_cfg=dict(type='Sigmoid'))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv2(self.conv1(x.mean((2, 3), keepdim=True)))
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``inplace``: write the product into ``x`` (for callers that own ``x``, no autograd)."""
+        gate = self.conv2(self.conv1(x.mean((2, 3), keepdim=True)))
+        return x.mul_(gate) if inplace else x * gate
 
 
 def drop_path_mask(x: torch.Tensor, rate: float) -> torch.Tensor:
@@ -165,17 +176,18 @@ class MBConv(nn.Module):
         self.linear_conv = ConvBNAct(mid_channels, out_channels, 1, norm_cfg=norm_cfg, act_cfg=None)
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
+        overwrite = _may_overwrite_intermediates()
         out = x if self.expand_conv is None else self.expand_conv(x)
         out = self.depthwise_conv(out)
         if self.se is not None:
-            out = self.se(out)
+            out = self.se(out, inplace=overwrite)
         out = self.linear_conv(out)
         if not self.has_shortcut:
             return out
         if self.training and self.drop_path_rate > 0.:
             # one fused op: shortcut + residual * mask (no scaled copy of the residual)
             return torch.addcmul(x, out, drop_path_mask(out, self.drop_path_rate))
-        return out + x
+        return out.add_(x) if overwrite else out + x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad and torch.is_grad_enabled():

@@ -87,6 +87,7 @@ def main(argv=None) -> int:
               'Run without --device cuda for the CPU rows.')
         return 0
     sys.path.insert(0, ROOT)
+    from mmeffnet.benchmark.measure import keep_freed_memory_in_heap
     from mmeffnet.benchmark.report import machine_description, markdown, write_chart, write_json
     from mmeffnet.benchmark.suite import SuiteOptions, run_suite
     torch.manual_seed(0)
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
                         memory=not args.no_memory, all_threads=args.threads,
                         models=args.models.split(',') if args.models else None)
     info = machine_description()
+    info['heap of the timing process'] = keep_freed_memory_in_heap()
     command = 'python tools/analysis/benchmark.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     os.makedirs(args.out_dir, exist_ok=True)
     chart = osp.join(args.out_dir, 'chart.png')
