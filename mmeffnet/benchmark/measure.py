@@ -38,7 +38,7 @@ TIMING_TRIM_THRESHOLD = 1 << 30
 
 @dataclass
 class Timing:
-    """Seconds per call: every repetition, wall clock and process CPU time."""
+    """Per call, every repetition: wall-clock seconds, process CPU seconds, minor page faults."""
     wall: List[float] = field(default_factory=list)
     cpu: List[float] = field(default_factory=list)
     faults: List[float] = field(default_factory=list)  # minor page faults per call
