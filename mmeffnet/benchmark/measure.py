@@ -4,9 +4,9 @@ Timing runs every model of a row round-robin (warm-up rounds first), so a load c
 machine hits all models alike; the median per model is reported, plus the process CPU time,
 which is less sensitive to other processes than wall-clock time, and the minor page faults per
 call. The timing process keeps freed memory in glibc's heap (:func:`keep_freed_memory_in_heap`):
-with glibc's default, whichever model's maps happen to sit at the heap top gets its pages
-returned to the OS and faulted back in (zeroed) on every call, which in one process changed a
-model's batch-1 latency by up to 25 % depending only on the models built before it.
+with glibc's adaptive defaults, some model's freed maps go back to the OS (unmapped or trimmed)
+and are faulted in again, zeroed, on every call; which model depends on what the process
+allocated before it, and in one process it changed a model's batch-1 latency by up to 25 %.
 
 Peak memory of one step:
 - CUDA: ``torch.cuda.max_memory_allocated`` growth over the step.
