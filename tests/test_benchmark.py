@@ -85,12 +85,9 @@ print(libc.mallinfo2().fordblks >> 20)  # MiB free inside the heap, kept for the
 def test_timing_process_keeps_freed_memory_in_heap():
     """glibc's defaults hand a freed 20 MiB map back to the OS (the next call faults its pages in
     again, zeroed); with the timing process's thresholds it stays in the heap for reuse."""
-    import subprocess
-    import sys
     free_mib = {}
     for mode in ('default', 'pinned'):
-        proc = subprocess.run([sys.executable, '-c', HEAP_PROBE, mode], capture_output=True, text=True,
-                              timeout=120, check=True)
+        proc = run_tool('-c', HEAP_PROBE, mode, timeout=120)
         free_mib[mode] = int(proc.stdout.split()[-1])
         if mode == 'pinned':
             assert 'M_TRIM_THRESHOLD=1 GiB' in proc.stderr

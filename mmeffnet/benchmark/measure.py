@@ -64,16 +64,22 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def _glibc_function(name: str) -> Optional[Callable[..., int]]:
+    """A glibc malloc function from the process's own symbols (glibc is already loaded: no
+    library search, no subprocess), or None where the C library has none (musl, macOS)."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def keep_freed_memory_in_heap() -> str:
     """Pin glibc's mmap and trim thresholds for this process (no dynamic adjustment), so that
     freed tensors up to 32 MiB stay in the heap for the next call instead of being unmapped and
     faulted back in; returns what was set, for the report. Larger blocks are mmapped as usual."""
-    try:
-        libc = ctypes.CDLL(None)
-        ok = (libc.mallopt(M_MMAP_THRESHOLD, TIMING_MMAP_THRESHOLD)
-              and libc.mallopt(M_TRIM_THRESHOLD, TIMING_TRIM_THRESHOLD))
-    except (OSError, AttributeError):  # not glibc
-        ok = False
+    mallopt = _glibc_function('mallopt')
+    ok = (mallopt is not None and mallopt(M_MMAP_THRESHOLD, TIMING_MMAP_THRESHOLD)
+          and mallopt(M_TRIM_THRESHOLD, TIMING_TRIM_THRESHOLD))
     if not ok:
         return 'allocator defaults (not glibc, or mallopt refused)'
     return (f'glibc mallopt M_MMAP_THRESHOLD={TIMING_MMAP_THRESHOLD >> 20} MiB, '
@@ -139,10 +145,9 @@ def release_freed_memory() -> None:
     """Collect garbage and hand glibc's free heap pages back to the OS, so that the parent's
     resident memory does not add up with a memory-probe child's (both count against RAM)."""
     gc.collect()
-    try:  # the process's own symbols: glibc is already loaded (no library search, no subprocess)
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        pass
+    malloc_trim = _glibc_function('malloc_trim')
+    if malloc_trim is not None:
+        malloc_trim(0)
 
 
 def _rss_kib() -> Dict[str, int]:
