@@ -6,7 +6,7 @@ image while the run goes on. No entry may execute pickled code: every checkpoint
 the catalogue that is a pickle carries a payload that would create a marker file when unpickled.
 
 The tools run in this process (``run_cli(main)`` with ``sys.argv`` set: the exit code is what
-``sys.exit`` would get), which keeps each of the 67 entries within seconds; two entries also run as
+``sys.exit`` would get), which keeps each of the 68 entries within seconds; two entries also run as
 real processes to show the same behaviour at the process boundary.
 ``test_catalogue_summary`` prints the catalogue's size and results (``pytest -s``).
 """
@@ -252,6 +252,15 @@ def zero_epochs(c):
 @case('config', 'train')
 def momentum_above_one(c):
     return c.train(**{'optim_wrapper.optimizer.momentum': '1.5'}), ['momentum=1.5', '[0, 1]']
+
+
+@case('config', 'train')
+def amp_without_accelerator(c):
+    from mmengine.device import get_device
+    if get_device() != 'cpu':
+        pytest.skip(f'this machine has a {get_device()} device: --amp is valid here')
+    return c.train('--amp'), ["optim_wrapper.type='AmpOptimWrapper' (--amp)", 'CUDA, NPU, MLU or MUSA',
+                              'train without --amp']
 
 
 @case('config', 'train')

@@ -98,6 +98,58 @@ def test_memory_saving_bn_act_matches_plain_path(act, bn_mode):
         assert saved <= saved_ref + stats
 
 
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('bn_mode', ['train', 'frozen-eval'])
+@pytest.mark.parametrize('act', ['SiLU', None])
+def test_memory_saving_bn_act_under_autocast_equals_plain_path(dtype, bn_mode, act):
+    """AMP: the op gives exactly the plain path's half-precision output and gradients, and its
+    BatchNorm parameter gradients are float32 sums that do not overflow where a half-precision
+    sum would (a loss-scaled gradient summed over 2x32x32 positions > 65504, fp16's maximum)."""
+    torch.manual_seed(0)
+    block = randomize_bn(ConvBNAct(8, 16, 3, norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01),
+                                   act_cfg=dict(type=act, inplace=True) if act else None))
+    if bn_mode == 'frozen-eval':
+        block.bn.eval()
+    ref = copy.deepcopy(block)
+    x = torch.randn(2, 8, 32, 32, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    grad = 100. + torch.rand(2, 16, 32, 32)  # 2048 positions: sums > 80000 even after the SiLU
+    with torch.autocast('cpu', dtype=dtype):
+        out = block(x)
+        with plain_bn_act():
+            out_ref = ref(x_ref)
+    assert out.dtype == out_ref.dtype == dtype
+    assert torch.equal(out, out_ref)
+    out.backward(grad.to(dtype))
+    out_ref.backward(grad.to(dtype))
+    assert torch.equal(x.grad, x_ref.grad)
+    for (name, p), (_, q) in zip(block.named_parameters(), ref.named_parameters()):
+        assert p.grad.dtype == torch.float32, name
+        assert torch.equal(p.grad, q.grad), f'{name}: {(p.grad - q.grad).abs().max():.3g}'
+    assert torch.isfinite(block.bn.bias.grad).all() and block.bn.bias.grad.abs().min() > 65504
+    assert_same_buffers(block, ref)
+
+
+def test_backbone_training_under_autocast_equals_plain_path():
+    """The whole backbone (channels_last inside, SE, shortcuts) under bf16 autocast: the same
+    outputs and gradients, bit for bit, as the plain BatchNorm -> SiLU modules."""
+    torch.manual_seed(0)
+    model = EfficientNet('b0', out_indices=(3, 6), drop_path_rate=0.).train()
+    ref = copy.deepcopy(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = model(x)
+        with plain_bn_act():
+            outs_ref = ref(x)
+    for out, out_ref in zip(outs, outs_ref):
+        assert out.dtype == torch.bfloat16 and torch.equal(out, out_ref)
+    sum(o.float().square().mean() for o in outs).backward()
+    sum(o.float().square().mean() for o in outs_ref).backward()
+    for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
+        assert torch.equal(p.grad, q.grad), f'{name}: {(p.grad - q.grad).abs().max():.3g}'
+    assert_same_buffers(model, ref)
+
+
 def test_memory_saving_backbone_keeps_less_for_backward_same_gradients():
     torch.manual_seed(0)
     model = EfficientNet('b0', out_indices=(3, ), drop_path_rate=0.).train()

@@ -5,7 +5,8 @@ Autograd normally keeps three tensors per conv -> BN -> activation: the BN input
 activation output (kept by the next conv). :class:`BatchNormActFunction` keeps only the BN input
 and the per-channel batch statistics, and recomputes the BN output in backward with one fused
 multiply-add. Forward results are bitwise those of ``act(bn(x))``; gradients agree to float
-rounding. Used only while training with gradients; eval, export and ``torch.compile`` (whose own
+rounding (under fp16/bf16 autocast bitwise: the recompute and BatchNorm's own backward run in
+float32 as BatchNorm does, so parameter gradients are float32 sums, not overflowing half ones). Used only while training with gradients; eval, export and ``torch.compile`` (whose own
 partitioner recomputes elementwise ops) take the plain module path.
 """
 import contextlib
@@ -55,37 +56,43 @@ class BatchNormActFunction(torch.autograd.Function):
         # Updates running_mean / running_var in place exactly like nn.BatchNorm2d does.
         z, mean, invstd = torch.ops.aten.native_batch_norm(
             x, weight, bias, running_mean, running_var, training, momentum, eps)
+        var = None
         if not training:  # statistics are the (frozen) running ones
-            mean = running_mean.clone()
-            invstd = torch.rsqrt(running_var + eps)
-        ctx.save_for_backward(x, weight, bias, mean, invstd)
+            mean, var = running_mean.clone(), running_var.clone()
+            invstd = torch.rsqrt(var + eps)
+        ctx.save_for_backward(x, weight, bias, mean, invstd, var)
         ctx.training, ctx.eps, ctx.act = training, eps, act
         return _act_(z, act)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple:
-        x, weight, bias, mean, invstd = ctx.saved_tensors
-        scale = invstd if weight is None else invstd * weight
-        shift = -mean * scale if bias is None else bias - mean * scale
-        shape = (1, -1) + (1, ) * (x.dim() - 2)
+        x, weight, bias, mean, invstd, var = ctx.saved_tensors
         if ctx.act == 'identity':
             grad_z = grad
         else:
-            z = torch.addcmul(shift.to(x.dtype).view(shape), x, scale.to(x.dtype).view(shape))
-            grad_z = _act_backward(grad, z, ctx.act)
-            del z
+            grad_z = _act_backward(grad, _recompute_bn(x, weight, bias, mean, invstd), ctx.act)
         needs = ctx.needs_input_grad
         mask = [needs[0], weight is not None and needs[1], bias is not None and needs[2]]
+        # BatchNorm's own backward, as autograd would call it: under autocast it accumulates the
+        # parameter gradients in float32 (a half-precision sum of a scaled loss's gradient overflows)
         if ctx.training:
             gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
                 grad_z, x, weight, None, None, mean, invstd, True, ctx.eps, mask)
         else:
-            gx = grad_z * scale.to(grad_z.dtype).view(shape) if mask[0] else None
-            reduce_dims = [0] + list(range(2, x.dim()))
-            gb = grad_z.sum(reduce_dims) if mask[2] else None
-            gw = (grad_z * (x - mean.view(shape)) * invstd.view(shape)).sum(reduce_dims) if mask[1] else None
+            gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
+                grad_z, x, weight, mean, var, None, None, False, ctx.eps, mask)
         return gx, gw, gb, None, None, None, None, None, None
+
+
+def _recompute_bn(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+                  mean: torch.Tensor, invstd: torch.Tensor) -> torch.Tensor:
+    """The forward's BatchNorm output again: ``x * scale + shift`` with per-channel float32
+    ``scale``/``shift`` (as BatchNorm itself computes it), rounded to ``x``'s dtype."""
+    scale = invstd if weight is None else invstd * weight
+    shift = -mean * scale if bias is None else bias - mean * scale
+    shape = (1, -1) + (1, ) * (x.dim() - 2)
+    return torch.addcmul(shift.view(shape), x, scale.view(shape)).to(x.dtype)
 
 
 def fusable_act(act: Optional[nn.Module]) -> Optional[str]:

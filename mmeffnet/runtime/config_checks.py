@@ -72,8 +72,21 @@ def check_schedule(cfg: Config) -> None:
         raise _bad('default_hooks.checkpoint.interval', interval, 'it must be an integer >= 1, or -1 (never)')
 
 
+def check_amp_device(cfg: Config) -> None:
+    """mmengine's ``AmpOptimWrapper`` (``--amp``) trains only on an accelerator; on a CPU-only
+    machine say so before the model and data are built (mmengine asserts it afterwards)."""
+    if _get(cfg, 'optim_wrapper.type') != 'AmpOptimWrapper':
+        return
+    from mmengine.device import get_device
+    if get_device() == 'cpu':
+        raise ValueError("optim_wrapper.type='AmpOptimWrapper' (--amp) needs a CUDA, NPU, MLU or MUSA "
+                         'device and this machine has only the CPU: train without --amp '
+                         "(or with --cfg-options optim_wrapper.type=OptimWrapper)")
+
+
 def check_train_config(cfg: Config) -> None:
     """All the checks a training config gets in ``tools/train.py``."""
+    check_amp_device(cfg)
     check_optimizer(cfg)
     check_schedule(cfg)
     check_dataloaders(cfg, ('train', 'val'))
