@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmeffnet import EfficientNet
 from mmeffnet.benchmark.measure import saved_tensor_bytes
@@ -128,6 +129,45 @@ def test_memory_saving_bn_act_under_autocast_equals_plain_path(dtype, bn_mode, a
         assert torch.equal(p.grad, q.grad), f'{name}: {(p.grad - q.grad).abs().max():.3g}'
     assert torch.isfinite(block.bn.bias.grad).all() and block.bn.bias.grad.abs().min() > 65504
     assert_same_buffers(block, ref)
+
+
+class _RecordBatchNormBackward(TorchDispatchMode):
+    """Records the statistics arguments (running_mean, running_var, save_mean, save_invstd) of
+    every ``native_batch_norm_backward`` call as shapes, None for an absent tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.native_batch_norm_backward.default:
+            self.calls.append([None if a is None else tuple(a.shape) for a in args[3:7]])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('bn_mode', ['train', 'frozen-eval'])
+def test_memory_saving_backward_passes_batchnorm_backward_its_statistics_like_autograd(bn_mode):
+    """The CUDA kernel of ``native_batch_norm_backward`` asserts that save_mean / save_invstd are
+    defined (empty in eval mode, as native_batch_norm returns them); the CPU kernel does not check.
+    So the op must call it with the same kind of statistics as autograd does for nn.BatchNorm2d
+    (in training without running statistics, as for ``track_running_stats=False``)."""
+    block = ConvBNAct(4, 8, 3, norm_cfg=dict(type='BN'), act_cfg=dict(type='SiLU'))
+    if bn_mode == 'frozen-eval':
+        block.bn.eval()
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    recorded = {}
+    for name, context in (('ours', contextlib.nullcontext()), ('plain', plain_bn_act())):
+        with context:
+            out = block(x)
+        with _RecordBatchNormBackward() as rec:
+            out.sum().backward()
+        recorded[name] = rec.calls
+    assert len(recorded['ours']) == len(recorded['plain']) == 1
+    ours, plain = recorded['ours'][0], recorded['plain'][0]
+    if bn_mode == 'train':
+        assert ours == [None, None, (8, ), (8, )] and plain[2:] == [(8, ), (8, )]
+    else:
+        assert ours == plain == [(8, ), (8, ), (0, ), (0, )]
 
 
 def test_backbone_training_under_autocast_equals_plain_path():

@@ -79,9 +79,10 @@ class BatchNormActFunction(torch.autograd.Function):
         if ctx.training:
             gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
                 grad_z, x, weight, None, None, mean, invstd, True, ctx.eps, mask)
-        else:
+        else:  # empty saved statistics, as native_batch_norm returns them in eval (CUDA asserts it)
+            none = mean.new_empty(0)
             gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
-                grad_z, x, weight, mean, var, None, None, False, ctx.eps, mask)
+                grad_z, x, weight, mean, var, none, none, False, ctx.eps, mask)
         return gx, gw, gb, None, None, None, None, None, None
 
 
