@@ -8,7 +8,8 @@ import torch
 from conftest import run_tool
 from mmeffnet.benchmark.measure import saved_tensor_bytes, time_interleaved
 from mmeffnet.benchmark.report import markdown, targets
-from mmeffnet.benchmark.suite import Entry, Row
+from mmeffnet.benchmark.suite import Entry, Row, SuiteOptions, cuda_cases, cuda_rows
+from mmeffnet.benchmark.tasks import build_task
 
 GB = 1024 ** 3
 
@@ -139,3 +140,27 @@ def test_tiny_real_run_writes_table_json_and_chart(tmp_path):
     text = (tmp_path / 'results.md').read_text()
     assert 'x ours (time)' in text and 'torch' in text and 'CUDA' in proc.stdout
     assert 'freed memory stays in the heap' in text and 'page faults/call' in text
+
+
+def test_cuda_rows_code_dry_run_on_cpu_at_toy_size():
+    """The GPU rows have never had a GPU here: their code (specs, bf16 autocast + channels_last
+    tasks, images/s, the report's images/s tables) runs on the CPU at toy sizes, so a short GPU
+    session spends its minutes measuring, not finding a typo."""
+    pytest.importorskip('timm')
+    opts = SuiteOptions(quick=True, reps=1, memory=False, models=['timm'])
+    assert [c[0] for c in cuda_cases(opts)] == ['train', 'infer', 'infer']
+    rows = cuda_rows(opts, device='cpu', cases=[('train', 'b0', 64, 2), ('infer', 'b0', 64, 2)])
+    assert [r.key for r in rows] == ['cuda-train-b0-fp32', 'cuda-infer-b0-fp32',
+                                     'cuda-train-b0-amp', 'cuda-infer-b0-amp']
+    for row in rows:
+        wanted = {'ours', 'timm'} | ({'ours-fused'} if '-infer-' in row.key else set())
+        assert {e.model for e in row.entries} == wanted, row.notes
+        for e in row.entries:
+            assert e.images_per_s == pytest.approx(2 / e.seconds)
+    text = markdown(rows, {'date': '2026-12-02 12:00', 'gpu': 'toy'}, 'cmd')
+    assert text.count('| model | images/s | x ours (time) |') == 4
+    assert 'batch 2, AMP (bf16 autocast) + channels_last input' in text
+    # what the AMP rows run: bf16 outputs of a channels_last input under autocast
+    task = build_task(dict(kind='train', model='ours', arch='b0', size=64, batch=2, device='cpu',
+                           amp=True, channels_last=True))
+    assert {o.dtype for o in task.forward()} == {torch.bfloat16}

@@ -87,7 +87,7 @@ def keep_freed_memory_in_heap() -> str:
 
 
 def _sync(device: str) -> None:
-    if device == 'cuda':
+    if device.startswith('cuda'):
         torch.cuda.synchronize()
 
 
@@ -158,7 +158,7 @@ def _rss_kib() -> Dict[str, int]:
 
 def peak_memory_of(step: Callable[[], None], device: str) -> int:
     """Peak memory growth (bytes) during one call of ``step`` in *this* process."""
-    if device == 'cuda':
+    if device.startswith('cuda'):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()

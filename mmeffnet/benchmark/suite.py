@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -93,7 +93,7 @@ def _measure_row(row: Row, specs: Dict[str, dict], warmup: int, reps: int, inner
                       timing.minimum, timing.faults_median)
         if saved and task.forward is not None:
             entry.saved_bytes = saved_tensor_bytes(task.forward)
-        if memory and device == 'cuda' and name not in NO_MEMORY_PROBE:
+        if memory and device.startswith('cuda') and name not in NO_MEMORY_PROBE:
             entry.peak_bytes = peak_memory_of(task.step, 'cuda')
         if row.kind == 'cuda':
             entry.images_per_s = spec['batch'] / timing.median
@@ -102,7 +102,7 @@ def _measure_row(row: Row, specs: Dict[str, dict], warmup: int, reps: int, inner
     # a step needs 4-10 GB, and the parent's heap on top of a child's would not fit in 24 GiB
     tasks.clear()
     release_freed_memory()
-    if memory and device != 'cuda':
+    if memory and not device.startswith('cuda'):
         for entry in row.entries:
             if entry.model not in NO_MEMORY_PROBE:
                 spec = dict(specs[entry.model], threads=threads)
@@ -164,22 +164,31 @@ def detector_row(opts: SuiteOptions) -> Row:
     return row
 
 
-def cuda_rows(opts: SuiteOptions) -> List[Row]:
-    if not torch.cuda.is_available():
+def cuda_cases(opts: SuiteOptions) -> List[Tuple[str, str, int, int]]:
+    """(kind, arch, size, batch) of the GPU rows: training step, inference, recipe iteration."""
+    train_size = 512 if opts.quick else 896
+    cases = [('train', 'b3', train_size, 8), ('infer', 'b0', 224, 64), ('infer', 'b3', 300, 64)]
+    if not opts.quick and os.path.exists(opts.config):
+        cases.append(('detector', 'b3', 896, 8))
+    return cases
+
+
+def cuda_rows(opts: SuiteOptions, device: str = 'cuda',
+              cases: Optional[List[Tuple[str, str, int, int]]] = None) -> List[Row]:
+    """The GPU rows, fp32 and AMP (bf16 autocast) + channels_last. ``device`` and ``cases``
+    (default :func:`cuda_cases`) exist so the same code can be dry-run on the CPU at toy sizes."""
+    on_cuda = device.startswith('cuda')
+    if on_cuda and not torch.cuda.is_available():
         row = Row('cuda', 'CUDA rows', 'cuda')
         row.notes.append('skipped: no CUDA device on this machine (run the same command on a GPU '
                          'machine for fp32 and AMP + channels_last rows).')
         return [row]
-    name = torch.cuda.get_device_name()
+    name = torch.cuda.get_device_name(device) if on_cuda else device
     rows = []
-    train_size, train_batch = (512, 8) if opts.quick else (896, 8)
-    cases = [('train', 'b3', train_size, train_batch), ('infer', 'b0', 224, 64), ('infer', 'b3', 300, 64)]
-    if not opts.quick and os.path.exists(opts.config):
-        cases.append(('detector', 'b3', 896, 8))
     for precision in ('fp32', 'amp'):
         amp = precision == 'amp'
         suffix = 'AMP (bf16 autocast) + channels_last input' if amp else 'fp32'
-        for kind, arch, size, batch in cases:
+        for kind, arch, size, batch in cases or cuda_cases(opts):
             what = {'train': 'backbone training step', 'infer': 'inference',
                     'detector': 'RetinaNet-B3 recipe iteration'}[kind]
             row = Row(f'cuda-{kind}-{arch}-{precision}',
@@ -187,13 +196,14 @@ def cuda_rows(opts: SuiteOptions) -> List[Row]:
             candidates = (['ours', 'mmdet'] if kind == 'detector'
                           else CUDA_MODELS + (['ours-fused'] if kind == 'infer' else []))
             models = _available(candidates, row, opts.models)
-            specs = {m: dict(kind=kind, model=m, arch=arch, size=size, batch=batch, device='cuda',
+            specs = {m: dict(kind=kind, model=m, arch=arch, size=size, batch=batch, device=device,
                              amp=amp, channels_last=amp and kind != 'detector', config=opts.config)
                      for m in models}
             _measure_row(row, specs, warmup=3, reps=opts.reps or 10, inner=3 if kind == 'infer' else 1,
-                         device='cuda', memory=opts.memory)
+                         device=device, memory=opts.memory and on_cuda)
             rows.append(row)
-            torch.cuda.empty_cache()
+            if on_cuda:
+                torch.cuda.empty_cache()
     return rows
 
 
