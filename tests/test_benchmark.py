@@ -143,7 +143,7 @@ def test_tiny_real_run_writes_table_json_and_chart(tmp_path):
 
 
 def test_cuda_rows_code_dry_run_on_cpu_at_toy_size():
-    """The GPU rows have never had a GPU here: their code (specs, bf16 autocast + channels_last
+    """The GPU rows have never had a GPU here: their code (specs, fp16 autocast + channels_last
     tasks, images/s, the report's images/s tables) runs on the CPU at toy sizes, so a short GPU
     session spends its minutes measuring, not finding a typo."""
     pytest.importorskip('timm')
@@ -159,8 +159,8 @@ def test_cuda_rows_code_dry_run_on_cpu_at_toy_size():
             assert e.images_per_s == pytest.approx(2 / e.seconds)
     text = markdown(rows, {'date': '2026-12-02 12:00', 'gpu': 'toy'}, 'cmd')
     assert text.count('| model | images/s | x ours (time) |') == 4
-    assert 'batch 2, AMP (bf16 autocast) + channels_last input' in text
-    # what the AMP rows run: bf16 outputs of a channels_last input under autocast
+    assert 'batch 2, AMP (fp16 autocast) + channels_last input' in text
+    # what the AMP rows run: fp16 outputs of a channels_last input under autocast
     task = build_task(dict(kind='train', model='ours', arch='b0', size=64, batch=2, device='cpu',
                            amp=True, channels_last=True))
-    assert {o.dtype for o in task.forward()} == {torch.bfloat16}
+    assert {o.dtype for o in task.forward()} == {torch.float16}

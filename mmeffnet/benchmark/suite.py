@@ -175,7 +175,7 @@ def cuda_cases(opts: SuiteOptions) -> List[Tuple[str, str, int, int]]:
 
 def cuda_rows(opts: SuiteOptions, device: str = 'cuda',
               cases: Optional[List[Tuple[str, str, int, int]]] = None) -> List[Row]:
-    """The GPU rows, fp32 and AMP (bf16 autocast) + channels_last. ``device`` and ``cases``
+    """The GPU rows, fp32 and AMP (fp16 autocast) + channels_last. ``device`` and ``cases``
     (default :func:`cuda_cases`) exist so the same code can be dry-run on the CPU at toy sizes."""
     on_cuda = device.startswith('cuda')
     if on_cuda and not torch.cuda.is_available():
@@ -187,7 +187,7 @@ def cuda_rows(opts: SuiteOptions, device: str = 'cuda',
     rows = []
     for precision in ('fp32', 'amp'):
         amp = precision == 'amp'
-        suffix = 'AMP (bf16 autocast) + channels_last input' if amp else 'fp32'
+        suffix = 'AMP (fp16 autocast) + channels_last input' if amp else 'fp32'
         for kind, arch, size, batch in cases or cuda_cases(opts):
             what = {'train': 'backbone training step', 'infer': 'inference',
                     'detector': 'RetinaNet-B3 recipe iteration'}[kind]

@@ -2,8 +2,8 @@
 rebuild exactly what the timing loop runs.
 
 Spec keys: ``kind`` ('train' | 'infer' | 'detector' | 'onnx'), ``model`` (a key of
-``peers.LABELS``), ``arch``, ``size``, ``batch``, ``device`` ('cpu' | 'cuda'), ``amp`` (bf16
-autocast, CUDA), ``channels_last`` (feed a channels_last input), ``threads`` (onnxruntime),
+``peers.LABELS``), ``arch``, ``size``, ``batch``, ``device`` ('cpu' | 'cuda'), ``amp`` (autocast
+to :data:`AMP_DTYPE`), ``channels_last`` (feed a channels_last input), ``threads`` (onnxruntime),
 ``config`` (detector).
 """
 import os.path as osp
@@ -29,8 +29,13 @@ def _as_list(outs) -> Sequence[torch.Tensor]:
     return [outs] if isinstance(outs, torch.Tensor) else list(outs)
 
 
+# float16, as mmengine's AmpOptimWrapper (`--amp`) trains; also the only half type of mmcv's CUDA
+# sigmoid focal loss, which the RetinaNet recipe's loss calls on a GPU (no bfloat16 kernel)
+AMP_DTYPE = torch.float16
+
+
 def _autocast(spec: dict):
-    return torch.autocast(spec.get('device', 'cpu'), dtype=torch.bfloat16, enabled=spec.get('amp', False))
+    return torch.autocast(spec.get('device', 'cpu'), dtype=AMP_DTYPE, enabled=spec.get('amp', False))
 
 
 def _input(spec: dict) -> torch.Tensor:
