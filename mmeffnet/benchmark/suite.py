@@ -94,7 +94,7 @@ def _measure_row(row: Row, specs: Dict[str, dict], warmup: int, reps: int, inner
         if saved and task.forward is not None:
             entry.saved_bytes = saved_tensor_bytes(task.forward)
         if memory and device.startswith('cuda') and name not in NO_MEMORY_PROBE:
-            entry.peak_bytes = peak_memory_of(task.step, 'cuda')
+            entry.peak_bytes = peak_memory_of(task.step, device)
         if row.kind == 'cuda':
             entry.images_per_s = spec['batch'] / timing.median
         row.entries.append(entry)

@@ -6,7 +6,8 @@ activation output (kept by the next conv). :class:`BatchNormActFunction` keeps o
 and the per-channel batch statistics, and recomputes the BN output in backward with one fused
 multiply-add. Forward results are bitwise those of ``act(bn(x))``; gradients agree to float
 rounding (under fp16/bf16 autocast bitwise: the recompute and BatchNorm's own backward run in
-float32 as BatchNorm does, so parameter gradients are float32 sums, not overflowing half ones). Used only while training with gradients; eval, export and ``torch.compile`` (whose own
+float32 as BatchNorm does, so parameter gradients are float32 sums, not overflowing half ones).
+Used only while training with gradients; eval, export and ``torch.compile`` (whose own
 partitioner recomputes elementwise ops) take the plain module path.
 """
 import contextlib
@@ -80,9 +81,9 @@ class BatchNormActFunction(torch.autograd.Function):
             gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
                 grad_z, x, weight, None, None, mean, invstd, True, ctx.eps, mask)
         else:  # empty saved statistics, as native_batch_norm returns them in eval (CUDA asserts it)
-            none = mean.new_empty(0)
+            empty = mean.new_empty(0)
             gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
-                grad_z, x, weight, mean, var, none, none, False, ctx.eps, mask)
+                grad_z, x, weight, mean, var, empty, empty, False, ctx.eps, mask)
         return gx, gw, gb, None, None, None, None, None, None
 
 
