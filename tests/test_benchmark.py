@@ -33,7 +33,7 @@ def test_report_ratios_to_ours_and_targets():
     assert '| 8.00 | 2.00x |' in text                            # memory ratio to ours
     assert '| timm | 44.0 | 1.10x |' in text and 'test cpu' in text
     assert '| mmeffnet | 40.0 | 1.00x | 40.0 | 39.0 | 12 |' in text and '| fused | 30.0 | 0.75x | 30.0 | 29.0 | - |' in text
-    got = {t: (m, ok) for t, m, ok in targets(rows)}
+    got = {t: (m, ok) for t, m, _, ok in targets(rows)}
     assert got['training step >= 1.25x faster than mmdet (mmdet time / ours)'] == ('1.50x', 'met')
     assert got['training step no slower than timm (timm time / ours)'] == ('0.95x', 'NOT met')
     assert got['training peak memory <= 0.8x mmdet (ours / mmdet)'] == ('0.50x', 'met')
@@ -41,8 +41,28 @@ def test_report_ratios_to_ours_and_targets():
     assert got['infer-b0-224-1t: fuse() >= 1.2x faster than unfused (ours / fused)'] == ('1.33x', 'met')
     # a ratio that rounds to the bound but misses it shows one more digit
     rows[1].entry('ours-fused').seconds = 0.040 / 1.198
-    got = {t: (m, ok) for t, m, ok in targets(rows)}
+    got = {t: (m, ok) for t, m, _, ok in targets(rows)}
     assert got['infer-b0-224-1t: fuse() >= 1.2x faster than unfused (ours / fused)'] == ('1.198x', 'NOT met')
+
+
+def test_targets_show_the_per_round_spread_of_time_ratios():
+    rows = _rows()
+    infer = rows[1]
+    # 5 paired rounds; timm / ours per round: 0.90, 0.94, 1.00, 1.06, 1.10 -> quartiles 0.92, 1.08
+    infer.entry('ours').walls = [0.040] * 5
+    infer.entry('timm').walls = [0.036, 0.0376, 0.040, 0.0424, 0.044]
+    infer.entry('ours-fused').walls = [0.030] * 5
+    infer.entry('timm').seconds = 0.0396  # median ratio 0.99: missed, but inside the spread
+    got = {t: (m, sp, ok) for t, m, sp, ok in targets(rows)}
+    assert got['infer-b0-224-1t: no slower than timm eager (timm / ours)'] == (
+        '0.99x', '0.92-1.08x', 'NOT met (within spread)')
+    # fused is 1.33x in every round: the 1.2x bound is outside the (zero-width) spread
+    assert got['infer-b0-224-1t: fuse() >= 1.2x faster than unfused (ours / fused)'] == ('1.33x', '1.33-1.33x', 'met')
+    # memory has no rounds, and a row without per-round times has no spread
+    assert got['training peak memory <= 0.8x mmdet (ours / mmdet)'][1] == '-'
+    assert got['training step no slower than timm (timm time / ours)'][1] == '-'
+    text = markdown(rows, {'date': '2026-12-01 12:00'}, 'cmd')
+    assert '| infer-b0-224-1t: no slower than timm eager (timm / ours) | 0.99x | 0.92-1.08x | NOT met (within spread) |' in text
 
 
 def _touch_fresh_mapping(size: int = 8 << 20) -> None:

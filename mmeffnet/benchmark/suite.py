@@ -39,6 +39,9 @@ class Entry:
     peak_bytes: Optional[int] = None
     saved_bytes: Optional[int] = None
     images_per_s: Optional[float] = None
+    # wall clock per iteration of every timed round, in round order: the rounds of one row are
+    # paired (each runs every model once), so per-round ratios show the round-to-round spread
+    walls: List[float] = field(default_factory=list)
 
 
 @dataclass
@@ -90,7 +93,7 @@ def _measure_row(row: Row, specs: Dict[str, dict], warmup: int, reps: int, inner
     for name, task in tasks.items():
         spec, timing = specs[name], timings[name]
         entry = Entry(name, label(name, spec.get('arch', 'b3')), timing.median, timing.cpu_median,
-                      timing.minimum, timing.faults_median)
+                      timing.minimum, timing.faults_median, walls=list(timing.wall))
         if saved and task.forward is not None:
             entry.saved_bytes = saved_tensor_bytes(task.forward)
         if memory and device.startswith('cuda') and name not in NO_MEMORY_PROBE:
@@ -139,7 +142,8 @@ def infer_rows(opts: SuiteOptions) -> List[Row]:
             row.notes.append(f'Paper, Table 4: EfficientNet-B1 {PAPER_B1_LATENCY_S * 1e3:.0f} ms per image '
                              'on one Xeon E5-2690 core (whole classifier; here: features to the 1x1 head '
                              'conv, the pooling + FC left are negligible).')
-        _measure_row(row, specs, warmup=2, reps=opts.reps or 11, inner=5)
+        # all-core latency on a shared 2-core machine varies more from round to round: more rounds
+        _measure_row(row, specs, warmup=2, reps=opts.reps or (11 if threads == 1 else 21), inner=5)
         rows.append(row)
     torch.set_num_threads(opts.all_threads)
     return rows
