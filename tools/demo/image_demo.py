@@ -8,10 +8,12 @@ configs/retinanet_effb3_fpn_crop896_8x4_1x_coco.py), draws every detection scori
 ``--score-thr`` with its class name and score, and prints them, best first.
 """
 import argparse
+import contextlib
+import logging
 import os
 import os.path as osp
 import sys
-from typing import List
+from typing import Iterator, List
 
 import numpy as np
 
@@ -33,6 +35,25 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+class _DropFunctionScopeWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return 'in the "function" registry tree' not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_mmdet_function_scope_warning() -> Iterator[None]:
+    """Silence the one WARNING every mmdet 3.x ``DetInferencer`` logs while it builds its collate
+    function: mmdet has no "function" registry of its own, so mmengine's is used, which is the
+    right one (open-mmlab/mmdetection#10386; mmdet's own image demo prints it too)."""
+    from mmengine.logging import MMLogger
+    logger, quiet = MMLogger.get_current_instance(), _DropFunctionScopeWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def detect(image: str, config, checkpoint: str, score_thr: float = 0.3, device: str = 'cpu') -> dict:
     """Run ``DetInferencer`` with ``config`` (a path or a Config); returns ``visualization`` (RGB
     array with the drawn detections) and ``detections`` (dicts with ``label``, ``class``, ``score``,
@@ -47,7 +68,11 @@ def detect(image: str, config, checkpoint: str, score_thr: float = 0.3, device: 
         # the model itself drops boxes under its test_cfg.score_thr (0.05 in the recipe): a lower
         # threshold asked for here must reach it, or those boxes never come out
         test_cfg['score_thr'] = score_thr
-    inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)
+    # the inferencer draws in memory (return_vis); without this the config's LocalVisBackend
+    # warns on every run that it has no save_dir
+    cfg.visualizer.vis_backends = []
+    with _without_mmdet_function_scope_warning():
+        inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)
     result = inferencer(image, return_vis=True, no_save_vis=True, pred_score_thr=score_thr)
     pred = result['predictions'][0]
     classes = inferencer.model.dataset_meta['classes']
