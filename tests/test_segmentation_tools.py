@@ -134,6 +134,7 @@ def test_inferencer_and_demo_overlay(trained, ade_sample, tmp_path):
     proc = run_tool('tools/demo/segmentation_demo.py', image, FPN_CONFIG, ckpt, '--out', str(overlay),
                     '--pred-out', str(labels), '--opacity', '0.5', timeout=300)
     assert f'wrote {overlay}' in proc.stdout
+    assert 'save_dir' not in proc.stderr, proc.stderr  # no LocalVisBackend warning: it draws in memory
     demo_labels = np.array(Image.open(labels))
     np.testing.assert_array_equal(demo_labels, pred)  # same inferencer, same answer
     painted = mmcv.imread(str(overlay), channel_order='rgb').astype(np.int32)

@@ -70,7 +70,8 @@ def detect(image: str, config, checkpoint: str, score_thr: float = 0.3, device: 
         test_cfg['score_thr'] = score_thr
     # the inferencer draws in memory (return_vis); without this the config's LocalVisBackend
     # warns on every run that it has no save_dir
-    cfg.visualizer.vis_backends = []
+    if 'visualizer' in cfg:
+        cfg.visualizer.vis_backends = []
     with _without_mmdet_function_scope_warning():
         inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)
     result = inferencer(image, return_vis=True, no_save_vis=True, pred_score_thr=score_thr)

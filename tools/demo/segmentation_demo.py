@@ -47,7 +47,14 @@ def main() -> int:
     import mmcv
     from mmseg.apis import MMSegInferencer
 
-    inferencer = MMSegInferencer(model=args.config, weights=args.checkpoint, device=args.device)
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(args.config)
+    # the inferencer draws in memory (return_vis); without this the config's LocalVisBackend
+    # warns on every run that it has no save_dir
+    if 'visualizer' in cfg:
+        cfg.visualizer.vis_backends = []
+    inferencer = MMSegInferencer(model=cfg, weights=args.checkpoint, device=args.device)
     result = inferencer(args.image, return_vis=True, opacity=args.opacity, with_labels=args.with_labels)
     labels = np.asarray(result['predictions'])
     overlay_rgb = result['visualization']
