@@ -188,11 +188,12 @@ def cuda_rows(opts: SuiteOptions, device: str = 'cuda',
                          'machine for fp32 and AMP + channels_last rows).')
         return [row]
     name = torch.cuda.get_device_name(device) if on_cuda else device
+    cases = cases or cuda_cases(opts)
     rows = []
     for precision in ('fp32', 'amp'):
         amp = precision == 'amp'
         suffix = 'AMP (fp16 autocast) + channels_last input' if amp else 'fp32'
-        for kind, arch, size, batch in cases or cuda_cases(opts):
+        for kind, arch, size, batch in cases:
             what = {'train': 'backbone training step', 'infer': 'inference',
                     'detector': 'RetinaNet-B3 recipe iteration'}[kind]
             row = Row(f'cuda-{kind}-{arch}-{precision}',

@@ -84,6 +84,13 @@ def enable_visualization(cfg: Config, show_dir: Optional[str], show: bool = Fals
     vis.show = show
 
 
+def draw_in_memory(cfg: Config) -> None:
+    """For an inferencer that hands its drawing back (``return_vis``): no storage backends on the
+    visualizer, whose LocalVisBackend would otherwise warn on every run that it has no save_dir."""
+    if 'visualizer' in cfg:
+        cfg.visualizer.vis_backends = []
+
+
 # Errors that describe bad input (a path, a value, a checkpoint): the message is the whole story.
 USER_ERRORS = (FileNotFoundError, ValueError, KeyError, TypeError)
 

@@ -21,7 +21,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from anywhere without installing
 
 import mmeffnet  # noqa: E402,F401  (registers mmeffnet.* and the safe checkpoint loader)
-from mmeffnet.runtime.cli import run_cli  # noqa: E402
+from mmeffnet.runtime.cli import draw_in_memory, run_cli  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -68,10 +68,7 @@ def detect(image: str, config, checkpoint: str, score_thr: float = 0.3, device: 
         # the model itself drops boxes under its test_cfg.score_thr (0.05 in the recipe): a lower
         # threshold asked for here must reach it, or those boxes never come out
         test_cfg['score_thr'] = score_thr
-    # the inferencer draws in memory (return_vis); without this the config's LocalVisBackend
-    # warns on every run that it has no save_dir
-    if 'visualizer' in cfg:
-        cfg.visualizer.vis_backends = []
+    draw_in_memory(cfg)
     with _without_mmdet_function_scope_warning():
         inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)
     result = inferencer(image, return_vis=True, no_save_vis=True, pred_score_thr=score_thr)

@@ -18,7 +18,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from anywhere without installing
 
 import mmeffnet  # noqa: E402,F401  (registers mmeffnet.* and the safe checkpoint loader)
-from mmeffnet.runtime.cli import run_cli  # noqa: E402
+from mmeffnet.runtime.cli import draw_in_memory, run_cli  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,15 +45,11 @@ def main() -> int:
         raise ValueError(f'--out {args.out!r}: the overlay is written as PNG; use a .png name')
 
     import mmcv
+    from mmengine.config import Config
     from mmseg.apis import MMSegInferencer
 
-    from mmengine.config import Config
-
     cfg = Config.fromfile(args.config)
-    # the inferencer draws in memory (return_vis); without this the config's LocalVisBackend
-    # warns on every run that it has no save_dir
-    if 'visualizer' in cfg:
-        cfg.visualizer.vis_backends = []
+    draw_in_memory(cfg)
     inferencer = MMSegInferencer(model=cfg, weights=args.checkpoint, device=args.device)
     result = inferencer(args.image, return_vis=True, opacity=args.opacity, with_labels=args.with_labels)
     labels = np.asarray(result['predictions'])
