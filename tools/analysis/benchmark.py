@@ -5,12 +5,14 @@
     python tools/analysis/benchmark.py --quick          # smaller train input, B0 inference only (~3 min)
     python tools/analysis/benchmark.py --rows infer --quick
     python tools/analysis/benchmark.py --device cuda    # the CUDA rows only (fp32, AMP + channels_last)
+    python tools/analysis/benchmark.py --publish DIR    # put a run made elsewhere (a GPU machine) into docs/
 
 Rows: train (B3 backbone step at 896), infer (B0@224, B3@300, B1@240 batch 1, with onnxruntime),
 detector (the RetinaNet-B3 recipe iteration), cuda (fp32 and AMP + channels_last; skipped
 without a GPU). Writes results.md, results.json and chart.png to --out-dir.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import sys
@@ -18,7 +20,10 @@ import sys
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DOC = osp.join(ROOT, 'docs', 'benchmarks.md')
 DOC_CHART = osp.join(ROOT, 'docs', 'benchmarks.png')
-START, END = '<!-- benchmark-results:start -->', '<!-- benchmark-results:end -->'
+# the CPU results and the CUDA results (often measured on another machine) each have a block
+BLOCKS = {'cpu': ('<!-- benchmark-results:start -->', '<!-- benchmark-results:end -->', DOC_CHART),
+          'cuda': ('<!-- benchmark-cuda:start -->', '<!-- benchmark-cuda:end -->',
+                   osp.join(ROOT, 'docs', 'benchmarks_cuda.png'))}
 ROWS = ('train', 'infer', 'detector', 'cuda')
 DEVICES = ('auto', 'cpu', 'cuda')
 
@@ -45,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help=f'write the results into {osp.relpath(DOC, ROOT)} and its chart even for a '
                       '--quick or partial run')
     docs.add_argument('--no-docs', action='store_true', help='do not touch docs/ (a full run rewrites it)')
+    docs.add_argument('--publish', metavar='DIR', default=None,
+                      help='measure nothing: put the results.md and chart.png of a run written to DIR '
+                      '(e.g. the CUDA rows run on a GPU machine) into docs/, then exit')
     args = parser.parse_args(argv)
     rows = [r.strip() for r in args.rows.split(',') if r.strip()]
     bad = [r for r in rows if r not in ROWS]
@@ -66,21 +74,53 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def update_docs(text: str, chart: str) -> None:
+def docs_block(kinds) -> str:
+    """The docs block a run's rows go to: 'cuda' when every row is a CUDA row, else 'cpu'."""
+    kinds = list(kinds)
+    return 'cuda' if kinds and all(kind == 'cuda' for kind in kinds) else 'cpu'
+
+
+def update_docs(text: str, chart: str, block: str = 'cpu') -> None:
+    """Replace one results block of docs/benchmarks.md (appended if missing) and its chart."""
     import shutil
-    doc = open(DOC).read() if osp.exists(DOC) else f'# Benchmarks\n\n{START}\n{END}\n'
-    if START not in doc or END not in doc:
-        doc += f'\n{START}\n{END}\n'
-    head, rest = doc.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    body = text + '\n\n![benchmark chart](benchmarks.png)\n'
+    start, end, doc_chart = BLOCKS[block]
+    doc = open(DOC).read() if osp.exists(DOC) else '# Benchmarks\n'
+    if start not in doc or end not in doc:
+        doc += f'\n{start}\n{end}\n'
+    head, rest = doc.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    body = text + f'\n\n![benchmark chart]({osp.basename(doc_chart)})\n'
     with open(DOC, 'w') as f:
-        f.write(f'{head}{START}\n{body}{END}{tail}')
-    shutil.copyfile(chart, DOC_CHART)
+        f.write(f'{head}{start}\n{body}{end}{tail}')
+    shutil.copyfile(chart, doc_chart)
+
+
+def publish(results_dir: str) -> str:
+    """Put the results of a run written to ``results_dir`` into docs/; returns the block used."""
+    paths = {name: osp.join(results_dir, name) for name in ('results.md', 'results.json', 'chart.png')}
+    missing = [p for p in paths.values() if not osp.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f'--publish {results_dir}: missing {missing} (the --out-dir of a '
+                                'finished benchmark run holds results.md, results.json and chart.png)')
+    with open(paths['results.json']) as f:
+        block = docs_block(row['kind'] for row in json.load(f)['rows'])
+    with open(paths['results.md']) as f:
+        text = f.read().rstrip('\n')
+    update_docs(text, paths['chart.png'], block)
+    return block
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.publish:
+        try:
+            block = publish(args.publish)
+        except FileNotFoundError as exc:
+            print(f'error: {exc}', file=sys.stderr)
+            return 2
+        print(f'{args.publish}: {block.upper()} results written into {osp.relpath(DOC, ROOT)}, chart '
+              f'{osp.relpath(BLOCKS[block][2], ROOT)}')
+        return 0
     import torch
     if args.device == 'cuda' and not torch.cuda.is_available():
         print('CUDA rows skipped: no CUDA device on this machine (torch.cuda.is_available() is False). '
@@ -119,11 +159,12 @@ def main(argv=None) -> int:
         print('full CPU run: about 20 minutes on a quiet 2-core CPU; progress on stderr', file=sys.stderr)
     rows = run_suite(opts, on_rows=write)
     text = write(rows, final=True)
+    block = docs_block(row.kind for row in rows)
     if args.write_docs:
-        update_docs(text, chart)
+        update_docs(text, chart, block)
     print(text)
     print(f'\nwritten: {args.out_dir}/results.md, results.json, chart.png'
-          + (f'; {osp.relpath(DOC, ROOT)}, {osp.relpath(DOC_CHART, ROOT)}' if args.write_docs else ''))
+          + (f'; {osp.relpath(DOC, ROOT)}, {osp.relpath(BLOCKS[block][2], ROOT)}' if args.write_docs else ''))
     return 0
 
 
