@@ -169,9 +169,15 @@ def test_cuda_rows_code_dry_run_on_cpu_at_toy_size():
     pytest.importorskip('timm')
     opts = SuiteOptions(quick=True, reps=1, memory=False, models=['timm'])
     assert [c[0] for c in cuda_cases(opts)] == ['train', 'infer', 'infer']
-    rows = cuda_rows(opts, device='cpu', cases=[('train', 'b0', 64, 2), ('infer', 'b0', 64, 2)])
-    assert [r.key for r in rows] == ['cuda-train-b0-fp32', 'cuda-infer-b0-fp32',
-                                     'cuda-train-b0-amp', 'cuda-infer-b0-amp']
+    seen, cudnn_benchmark = [], torch.backends.cudnn.benchmark
+    rows = cuda_rows(opts, device='cpu', cases=[('train', 'b0', 64, 2), ('infer', 'b0', 64, 2)],
+                     on_rows=lambda part: seen.append([r.key for r in part]))
+    keys = ['cuda-train-b0-fp32', 'cuda-infer-b0-fp32', 'cuda-train-b0-amp', 'cuda-infer-b0-amp']
+    assert [r.key for r in rows] == keys
+    # results are handed out after every row (a GPU lease cut short keeps what it measured)
+    assert seen == [keys[:1], keys[:2], keys[:3], keys]
+    assert torch.backends.cudnn.benchmark == cudnn_benchmark  # switched on for the rows only
+    assert all('cudnn.benchmark on' in ' '.join(r.notes) for r in rows)
     for row in rows:
         wanted = {'ours', 'timm'} | ({'ours-fused'} if '-infer-' in row.key else set())
         assert {e.model for e in row.entries} == wanted, row.notes

@@ -178,9 +178,11 @@ def cuda_cases(opts: SuiteOptions) -> List[Tuple[str, str, int, int]]:
 
 
 def cuda_rows(opts: SuiteOptions, device: str = 'cuda',
-              cases: Optional[List[Tuple[str, str, int, int]]] = None) -> List[Row]:
+              cases: Optional[List[Tuple[str, str, int, int]]] = None,
+              on_rows: Optional[Callable[[List[Row]], None]] = None) -> List[Row]:
     """The GPU rows, fp32 and AMP (fp16 autocast) + channels_last. ``device`` and ``cases``
-    (default :func:`cuda_cases`) exist so the same code can be dry-run on the CPU at toy sizes."""
+    (default :func:`cuda_cases`) exist so the same code can be dry-run on the CPU at toy sizes;
+    ``on_rows(rows so far)`` after each row, so a GPU lease cut short still leaves results."""
     on_cuda = device.startswith('cuda')
     if on_cuda and not torch.cuda.is_available():
         row = Row('cuda', 'CUDA rows', 'cuda')
@@ -189,27 +191,42 @@ def cuda_rows(opts: SuiteOptions, device: str = 'cuda',
         return [row]
     name = torch.cuda.get_device_name(device) if on_cuda else device
     cases = cases or cuda_cases(opts)
-    rows = []
-    for precision in ('fp32', 'amp'):
-        amp = precision == 'amp'
-        suffix = 'AMP (fp16 autocast) + channels_last input' if amp else 'fp32'
-        for kind, arch, size, batch in cases:
-            what = {'train': 'backbone training step', 'infer': 'inference',
-                    'detector': 'RetinaNet-B3 recipe iteration'}[kind]
-            row = Row(f'cuda-{kind}-{arch}-{precision}',
-                      f'{name}: {what}, {arch.upper()} at {size}, batch {batch}, {suffix}', 'cuda')
-            candidates = (['ours', 'mmdet'] if kind == 'detector'
-                          else CUDA_MODELS + (['ours-fused'] if kind == 'infer' else []))
-            models = _available(candidates, row, opts.models)
-            specs = {m: dict(kind=kind, model=m, arch=arch, size=size, batch=batch, device=device,
-                             amp=amp, channels_last=amp and kind != 'detector', config=opts.config)
-                     for m in models}
-            _measure_row(row, specs, warmup=3, reps=opts.reps or 10, inner=3 if kind == 'infer' else 1,
-                         device=device, memory=opts.memory and on_cuda)
-            rows.append(row)
-            if on_cuda:
-                torch.cuda.empty_cache()
+    # fixed sizes, as in training: every model gets its fastest cuDNN algorithms (the search
+    # happens in the warm-up rounds)
+    previous_benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True
+    rows: List[Row] = []
+    try:
+        for precision in ('fp32', 'amp'):
+            for case in cases:
+                rows.append(_cuda_row(opts, name, device, precision, case))
+                if on_cuda:
+                    torch.cuda.empty_cache()
+                if on_rows is not None:
+                    on_rows(rows)
+    finally:
+        torch.backends.cudnn.benchmark = previous_benchmark
     return rows
+
+
+def _cuda_row(opts: SuiteOptions, gpu: str, device: str, precision: str,
+              case: Tuple[str, str, int, int]) -> Row:
+    kind, arch, size, batch = case
+    amp = precision == 'amp'
+    suffix = 'AMP (fp16 autocast) + channels_last input' if amp else 'fp32'
+    what = {'train': 'backbone training step', 'infer': 'inference',
+            'detector': 'RetinaNet-B3 recipe iteration'}[kind]
+    row = Row(f'cuda-{kind}-{arch}-{precision}',
+              f'{gpu}: {what}, {arch.upper()} at {size}, batch {batch}, {suffix}', 'cuda')
+    candidates = (['ours', 'mmdet'] if kind == 'detector'
+                  else CUDA_MODELS + (['ours-fused'] if kind == 'infer' else []))
+    models = _available(candidates, row, opts.models)
+    specs = {m: dict(kind=kind, model=m, arch=arch, size=size, batch=batch, device=device,
+                     amp=amp, channels_last=amp and kind != 'detector', config=opts.config)
+             for m in models}
+    _measure_row(row, specs, warmup=3, reps=opts.reps or 10, inner=3 if kind == 'infer' else 1,
+                 device=device, memory=opts.memory and device.startswith('cuda'))
+    row.notes.append('torch.backends.cudnn.benchmark on for every model')
+    return row
 
 
 def _progress(message: str) -> None:
@@ -222,7 +239,8 @@ def run_suite(opts: SuiteOptions, on_rows: Optional[Callable[[List[Row]], None]]
     rows: List[Row] = []
     start = time.perf_counter()
     steps = [('train', lambda: [train_row(opts)]), ('infer', lambda: infer_rows(opts)),
-             ('detector', lambda: [detector_row(opts)]), ('cuda', lambda: cuda_rows(opts))]
+             ('detector', lambda: [detector_row(opts)]),
+             ('cuda', lambda: cuda_rows(opts, on_rows=(lambda part: on_rows(rows + part)) if on_rows else None))]
     for key, run in steps:
         if key not in opts.rows:
             continue
