@@ -105,3 +105,16 @@ def test_publish_cli_bad_dir_is_one_error_line_and_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().startswith('error: --publish') and 'results.json' in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_standin_focal_loss_takes_half_inputs_as_amp_gives_them(standin):
+    """Under fp16 autocast the head's logits are half: computed in float32, written in half."""
+    torch.manual_seed(0)
+    logits = (torch.randn(64, 80) * 6).half().float()  # values a half tensor holds
+    labels = torch.randint(0, 81, (64, ))
+    full = torch.zeros(64, 80)
+    half = torch.zeros(64, 80, dtype=torch.half)
+    standin.sigmoid_focal_loss_forward(logits, labels, logits.new_empty(0), full)
+    standin.sigmoid_focal_loss_forward(logits.half(), labels, logits.new_empty(0), half)
+    assert half.dtype == torch.half and torch.isfinite(half).all()
+    assert torch.allclose(half.float(), full, rtol=1e-3, atol=1e-7)  # half's own output rounding

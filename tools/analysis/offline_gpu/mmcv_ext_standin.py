@@ -14,13 +14,14 @@ _FLT_MIN = torch.finfo(torch.float32).tiny
 
 
 def _terms(input, target, weight, alpha):
-    p = input.sigmoid()
+    # half inputs (AMP) are computed in float32, written back in half, like the kernel's arithmetic
+    p = (input.float() if input.dtype in (torch.half, torch.bfloat16) else input).sigmoid()
     classes = torch.arange(input.size(1), device=input.device)
     positive = target.unsqueeze(1) == classes.unsqueeze(0)
-    scale = torch.where(positive, alpha, 1. - alpha).to(input.dtype)
+    scale = torch.where(positive, alpha, 1. - alpha).to(p.dtype)
     if weight.numel() > 0:
         # mmcv indexes the class weight by the sample's label (background excluded by caller)
-        scale = scale * weight[target.clamp(max=weight.numel() - 1)].unsqueeze(1)
+        scale = scale * weight[target.clamp(max=weight.numel() - 1)].unsqueeze(1).to(p.dtype)
     return p, positive, scale
 
 
