@@ -185,6 +185,11 @@ def test_cuda_rows_code_dry_run_on_cpu_at_toy_size():
             assert e.images_per_s == pytest.approx(2 / e.seconds)
     text = markdown(rows, {'date': '2026-12-02 12:00', 'gpu': 'toy'}, 'cmd')
     assert text.count('| model | images/s | x ours (time) |') == 4
+    # the issue's targets, per CUDA row (mmdet left out here, so only the timm and fuse ones)
+    goal = [t for t, *_ in targets(rows)]
+    assert 'cuda-train-b0-fp32: training step no slower than timm (timm time / ours)' in goal
+    assert 'cuda-infer-b0-amp: fuse() >= 1.2x faster than unfused (ours / fused)' in goal
+    assert len(goal) == 2 + 2 * 2 and '### Targets (issue 7)' in text
     assert 'batch 2, AMP (fp16 autocast) + channels_last input' in text
     # what the AMP rows run: fp16 outputs of a channels_last input under autocast
     task = build_task(dict(kind='train', model='ours', arch='b0', size=64, batch=2, device='cpu',
