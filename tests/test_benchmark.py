@@ -139,6 +139,13 @@ def test_cuda_rows_skip_cleanly_without_gpu(tmp_path):
     assert 'CUDA rows skipped: no CUDA device' in proc.stdout, proc.stdout
 
 
+def test_report_of_the_cuda_skip_note_has_no_targets_and_shows_the_note():
+    skipped = cuda_rows(SuiteOptions()) if not torch.cuda.is_available() else [
+        Row('cuda', 'CUDA rows', 'cuda', notes=['skipped: no CUDA device on this machine'])]
+    assert [r.key for r in skipped] == ['cuda'] and targets(skipped) == []
+    assert 'skipped: no CUDA device' in markdown(skipped, {'date': 'today'}, 'cmd')
+
+
 def test_bad_row_name_is_rejected(tmp_path):
     proc = run_tool('tools/analysis/benchmark.py', '--rows', 'trian', '--out-dir', str(tmp_path),
                     check=False, timeout=120)

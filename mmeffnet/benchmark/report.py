@@ -118,7 +118,8 @@ def targets(rows: List[Row]) -> List[Tuple[str, str, str, str]]:
 
     for row in rows:
         # CUDA rows carry the same targets as the CPU rows of their task, named by their key
-        task = row.key.split('-')[1] if row.kind == 'cuda' else row.kind
+        parts = row.key.split('-')  # 'cuda-<task>-<arch>-<precision>'; the skip note's key is 'cuda'
+        task = parts[1] if row.kind == 'cuda' and len(parts) > 1 else row.kind
         at = '' if row.key in ('train', 'detector') else f'{row.key}: '
         if task == 'train':
             add(f'{at}training step >= 1.25x faster than mmdet (mmdet time / ours)', row.key, 'mmdet',
