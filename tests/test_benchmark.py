@@ -180,7 +180,7 @@ def test_cuda_rows_code_dry_run_on_cpu_at_toy_size():
     rows = cuda_rows(opts, device='cpu', cases=[('train', 'b0', 64, 2), ('infer', 'b0', 64, 2)],
                      on_rows=lambda part: seen.append([r.key for r in part]))
     keys = ['cuda-train-b0-fp32', 'cuda-infer-b0-fp32', 'cuda-train-b0-amp', 'cuda-infer-b0-amp']
-    assert [r.key for r in rows] == keys
+    assert [r.key for r in rows] == keys and [r.task for r in rows] == ['train', 'infer'] * 2
     # results are handed out after every row (a GPU lease cut short keeps what it measured)
     assert seen == [keys[:1], keys[:2], keys[:3], keys]
     assert torch.backends.cudnn.benchmark == cudnn_benchmark  # switched on for the rows only

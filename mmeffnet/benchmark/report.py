@@ -118,10 +118,8 @@ def targets(rows: List[Row]) -> List[Tuple[str, str, str, str]]:
 
     for row in rows:
         # CUDA rows carry the same targets as the CPU rows of their task, named by their key
-        parts = row.key.split('-')  # 'cuda-<task>-<arch>-<precision>'; the skip note's key is 'cuda'
-        task = parts[1] if row.kind == 'cuda' and len(parts) > 1 else row.kind
         at = '' if row.key in ('train', 'detector') else f'{row.key}: '
-        if task == 'train':
+        if row.task == 'train':
             add(f'{at}training step >= 1.25x faster than mmdet (mmdet time / ours)', row.key, 'mmdet',
                 'seconds', 'ours', 1.25, True)
             add(f'{at}training step no slower than timm (timm time / ours)', row.key, 'timm', 'seconds',
@@ -132,11 +130,11 @@ def targets(rows: List[Row]) -> List[Tuple[str, str, str, str]]:
                 'ours-cp', 'peak_bytes', 'mmdet', 0.25, False)
             add(f'{at}  time cost of with_cp (ours with_cp / ours)', row.key, 'ours-cp', 'seconds', 'ours',
                 float('inf'), False)
-        elif task == 'infer':
+        elif row.task == 'infer':
             add(f'{at}no slower than timm eager (timm / ours)', row.key, 'timm', 'seconds', 'ours', 1.0, True)
             add(f'{at}fuse() >= 1.2x faster than unfused (ours / fused)', row.key, 'ours', 'seconds',
                 'ours-fused', 1.2, True)
-        elif task == 'detector':
+        elif row.task == 'detector':
             add(f'{at}RetinaNet-B3 iteration >= 1.1x faster (mmdet backbone / ours)', row.key, 'mmdet',
                 'seconds', 'ours', 1.1, True)
             add(f'{at}RetinaNet-B3 peak memory <= 0.85x (ours / mmdet backbone)', row.key, 'ours',

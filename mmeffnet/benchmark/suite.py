@@ -51,6 +51,12 @@ class Row:
     kind: str                 # 'train' | 'infer' | 'detector' | 'cuda'
     entries: List[Entry] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    # what is timed: 'train' | 'infer' | 'detector'; a CUDA row runs one of these on the GPU.
+    # Defaults to ``kind`` (the CPU rows, and the CUDA rows' skip note, which times nothing)
+    task: str = ''
+
+    def __post_init__(self):
+        self.task = self.task or self.kind
 
     def entry(self, model: str) -> Optional[Entry]:
         return next((e for e in self.entries if e.model == model), None)
@@ -216,7 +222,7 @@ def _cuda_row(opts: SuiteOptions, gpu: str, device: str, precision: str,
     what = {'train': 'backbone training step', 'infer': 'inference',
             'detector': 'RetinaNet-B3 recipe iteration'}[kind]
     row = Row(f'cuda-{kind}-{arch}-{precision}',
-              f'{gpu}: {what}, {arch.upper()} at {size}, batch {batch}, {suffix}', 'cuda')
+              f'{gpu}: {what}, {arch.upper()} at {size}, batch {batch}, {suffix}', 'cuda', task=kind)
     candidates = (['ours', 'mmdet'] if kind == 'detector'
                   else CUDA_MODELS + (['ours-fused'] if kind == 'infer' else []))
     models = _available(candidates, row, opts.models)
