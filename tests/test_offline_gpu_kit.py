@@ -98,6 +98,16 @@ def test_publish_names_what_is_missing(tool, tmp_path):
         tool.publish(str(tmp_path / 'half'))
 
 
+@pytest.mark.parametrize('content', ['{not json', '{"rows": [{"key": "train"}]}', '[1, 2]'])
+def test_publish_names_a_results_json_that_is_not_one(tool, tmp_path, content):
+    run_dir = _run_dir(tmp_path / 'bad', ['cuda'], 'TABLE')
+    (tmp_path / 'bad' / 'results.json').write_text(content)
+    before = (tmp_path / 'benchmarks.md').read_text()
+    with pytest.raises(ValueError, match=r'bad/results\.json is not the results\.json of a benchmark run'):
+        tool.publish(run_dir)
+    assert (tmp_path / 'benchmarks.md').read_text() == before  # nothing written
+
+
 def test_publish_cli_bad_dir_is_one_error_line_and_exit_2(tmp_path):
     from conftest import run_tool
     proc = run_tool('tools/analysis/benchmark.py', '--publish', str(tmp_path / 'nowhere'), check=False,

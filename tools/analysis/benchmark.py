@@ -102,8 +102,12 @@ def publish(results_dir: str) -> str:
     if missing:
         raise FileNotFoundError(f'--publish {results_dir}: missing {missing} (the --out-dir of a '
                                 'finished benchmark run holds results.md, results.json and chart.png)')
-    with open(paths['results.json']) as f:
-        block = docs_block(row['kind'] for row in json.load(f)['rows'])
+    try:
+        with open(paths['results.json']) as f:
+            block = docs_block([row['kind'] for row in json.load(f)['rows']])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f'--publish {results_dir}: {paths["results.json"]} is not the results.json of a '
+                         f'benchmark run (a "rows" list whose rows have a "kind"): {exc!r}') from exc
     with open(paths['results.md']) as f:
         text = f.read().rstrip('\n')
     update_docs(text, paths['chart.png'], block)
@@ -115,7 +119,7 @@ def main(argv=None) -> int:
     if args.publish:
         try:
             block = publish(args.publish)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ValueError) as exc:
             print(f'error: {exc}', file=sys.stderr)
             return 2
         print(f'{args.publish}: {block.upper()} results written into {osp.relpath(DOC, ROOT)}, chart '
