@@ -42,7 +42,8 @@ model = dict(
         arch=backbone_arch,
         out_indices=backbone_out_indices,
         drop_path_rate=0.2,
-        frozen_stages=0,  # the stem, as in mmdet's recipe
+        drop_path_schedule='linspace',  # mmdet's per-block rule: torch.linspace(0, 0.2, 26)
+        frozen_stages=0,  # nothing frozen, as in mmdet's recipe (same meaning as mmdet's argument)
         padding='same',
         # tools/train.py turns SyncBN into BN on CPU and in a single process (with a log line)
         norm_cfg=dict(type='SyncBN', requires_grad=True, eps=1e-3, momentum=0.01),

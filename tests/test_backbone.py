@@ -77,9 +77,9 @@ def test_symmetric_and_same_padding_share_weights_but_differ_on_even_inputs():
 
 
 def test_frozen_stages_freeze_params_and_norm_stats():
-    model = EfficientNet('b0', out_indices=(6, ), frozen_stages=2).train()
+    model = EfficientNet('b0', out_indices=(6, ), frozen_stages=2).train()  # mmdet's: layers 0 and 1
     for i, layer in enumerate(model.layers):
-        frozen = i <= 2
+        frozen = i < 2
         assert all(p.requires_grad != frozen for p in layer.parameters()), i
         bns = [m for m in layer.modules() if isinstance(m, nn.BatchNorm2d)]
         assert all(bn.training != frozen for bn in bns), i
@@ -109,9 +109,43 @@ def test_se_squeeze_is_quarter_of_block_input_channels():
         assert block.se.conv1.conv.out_channels == max(1, int(in_ch * 0.25))
 
 
-def test_drop_path_schedule_is_tf():
-    model = EfficientNet('b0', drop_path_rate=0.2)
-    rates = [m.drop_path_rate for m in model.modules() if isinstance(m, MBConv)]
+@pytest.mark.parametrize('frozen', [-1, 0])
+def test_frozen_stages_minus_one_and_zero_freeze_nothing(frozen):
+    model = EfficientNet('b0', out_indices=(6, ), frozen_stages=frozen).train()
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(m.training for m in model.modules())
+
+
+def test_frozen_stages_means_what_it_means_in_mmdet_and_mmpretrain():
+    """Same k, same frozen parameters and eval-mode modules as mmdet's and mmpretrain's own backbone."""
+    from mmdet.models.backbones import EfficientNet as MMDetEfficientNet
+    from mmpretrain.models.backbones import EfficientNet as MMPretrainEfficientNet
+
+    def frozen_state(model):
+        model.train()
+        return ([name for name, p in model.named_parameters() if not p.requires_grad],
+                [name for name, m in model.named_modules() if not m.training])
+
+    for k in range(8):
+        ours = frozen_state(EfficientNet('b0', out_indices=(6, ), frozen_stages=k))
+        for theirs_type in (MMDetEfficientNet, MMPretrainEfficientNet):
+            theirs = frozen_state(theirs_type(arch='b0', out_indices=(6, ), frozen_stages=k))
+            assert len(ours[0]) == len(theirs[0]), (k, theirs_type)
+            assert [n.split('.')[:2] for n in ours[0]] == [n.split('.')[:2] for n in theirs[0]], k
+            assert {n.split('.')[1] for n in ours[1] if n.count('.') == 1} == \
+                {n.split('.')[1] for n in theirs[1] if n.count('.') == 1}, k
+
+
+def test_drop_path_schedule_linspace_is_mmdets_and_tf_is_tfs():
+    from mmdet.models.backbones import EfficientNet as MMDetEfficientNet
+    mmdet_rates = [m.drop_path.drop_prob if hasattr(m.drop_path, 'drop_prob') else 0.
+                   for m in MMDetEfficientNet(arch='b3', drop_path_rate=0.2, out_indices=(6, )).modules()
+                   if hasattr(m, 'drop_path')]
+    ours = [m.drop_path_rate for m in EfficientNet('b3', drop_path_rate=0.2).modules() if isinstance(m, MBConv)]
+    assert len(ours) == len(mmdet_rates) == 26 and ours == mmdet_rates  # bitwise: the same float32 values
+    assert EfficientNet('b3', drop_path_rate=0.2).drop_path_schedule == 'linspace'  # the default
+    tf = EfficientNet('b0', drop_path_rate=0.2, drop_path_schedule='tf')
+    rates = [m.drop_path_rate for m in tf.modules() if isinstance(m, MBConv)]
     assert rates == pytest.approx([0.2 * i / 16 for i in range(16)])
 
 
@@ -168,8 +202,9 @@ def test_in_channels():
     (dict(out_indices=(7, )), 'out_indices contains 7.*-7..6'),
     (dict(out_indices=(-8, )), 'out_indices contains -8'),
     (dict(out_indices=()), 'out_indices is empty'),
-    (dict(frozen_stages=7), 'frozen_stages=7.*-1'),
-    (dict(frozen_stages=-2), 'frozen_stages=-2'),
+    (dict(frozen_stages=8), r'frozen_stages=8 is out of range: use -1\.\.7'),
+    (dict(frozen_stages=-2), r'frozen_stages=-2 is out of range: use -1\.\.7'),
+    (dict(drop_path_schedule='cosine'), r"drop_path_schedule='cosine'.*\('linspace', 'tf'\)"),
     (dict(output_stride=4), r'output_stride=4.*\(8, 16, 32\)'),
     (dict(padding='valid'), "padding='valid'.*same"),
     (dict(drop_path_rate=1.0), 'drop_path_rate=1.0'),

@@ -16,6 +16,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import re
 import runpy
 import shutil
 import sys
@@ -286,6 +287,17 @@ def out_indices_out_of_range(c):
 @case('config', 'train')
 def drop_path_rate_above_one(c):
     return c.train(**{'model.backbone.drop_path_rate': '1.5'}), ['drop_path_rate=1.5', '[0, 1)']
+
+
+@case('config', 'train')
+def frozen_stages_out_of_range(c):
+    return c.train(**{'model.backbone.frozen_stages': '9'}), ['frozen_stages=9', 'use -1..7']
+
+
+@case('config', 'train')
+def drop_path_schedule_unknown(c):
+    return c.train(**{'model.backbone.drop_path_schedule': 'cosine'}), ["drop_path_schedule='cosine'",
+                                                                        "('linspace', 'tf')"]
 
 
 @case('config', 'train')
@@ -733,3 +745,12 @@ def test_catalogue_summary():
     assert len(CASES) >= 50
     assert {c.entry for c in CASES} == {'config', 'checkpoint', 'converter', 'dataset'}
     assert {c.tool for c in CASES} == set(TOOLS)
+
+
+def test_catalogue_size_is_the_readme_figure():
+    """README.md's "A catalogue of N bad inputs" is read, not copied, so the two cannot drift."""
+    readme = ' '.join(open(osp.join(REPO, 'README.md')).read().split())
+    stated = re.findall(r'catalogue of (\d+) bad inputs', readme)
+    assert len(stated) == 1, f'README.md should state the catalogue size once, found {stated}'
+    assert len(CASES) == int(stated[0]), f'CASES has {len(CASES)} entries, README.md says {stated[0]}'
+    assert len({c.id for c in CASES}) == len(CASES), 'duplicate case ids'

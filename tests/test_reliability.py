@@ -159,6 +159,36 @@ def _resumable_runner(work_dir, resume_from=None):
         resume=resume_from is not None, load_from=resume_from, default_scope='mmengine')
 
 
+def assert_bitwise_equal(a, b, where: str) -> None:
+    """``a == b`` to the bit, through nested dicts/lists; ``where`` names the first differing entry.
+    (``repr`` would not do: it prints tensors to 4 decimals.)"""
+    assert type(a) is type(b), f'{where}: {type(a).__name__} vs {type(b).__name__}'
+    if isinstance(a, torch.Tensor):
+        assert (a.dtype, a.shape) == (b.dtype, b.shape), f'{where}: {a.dtype} {a.shape} vs {b.dtype} {b.shape}'
+        if not torch.equal(a, b):
+            diff = (a.double() - b.double()).abs().max().item() if a.is_floating_point() else 'n/a'
+            raise AssertionError(f'{where}: tensors differ (max abs diff {diff})')
+    elif isinstance(a, dict):
+        assert list(a) == list(b), f'{where}: keys {list(a)} vs {list(b)}'
+        for k in a:
+            assert_bitwise_equal(a[k], b[k], f'{where}[{k!r}]')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f'{where}: length {len(a)} vs {len(b)}'
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_bitwise_equal(x, y, f'{where}[{i}]')
+    else:
+        assert a == b, f'{where}: {a!r} vs {b!r}'
+
+
+def test_assert_bitwise_equal_sees_what_repr_hides():
+    w = torch.full((3,), 0.1)
+    a = {'state': [{'w': w}], 'lr': 0.1}
+    b = {'state': [{'w': w.nextafter(torch.tensor(1.0))}], 'lr': 0.1}  # 1 ulp apart
+    assert repr(a) == repr(b)
+    with pytest.raises(AssertionError, match=r"optimizer\['state'\]\[0\]\['w'\]: tensors differ"):
+        assert_bitwise_equal(a, b, 'optimizer')
+
+
 def test_crash_then_resume_auto_equals_the_uninterrupted_run(tmp_path):
     """The fast resume-equivalence check (in process; the real-process SIGKILL version of it on the
     detection recipe is tests/test_reliability_resume.py, slow): a run that crashes in the middle of
@@ -192,7 +222,7 @@ def test_crash_then_resume_auto_equals_the_uninterrupted_run(tmp_path):
     a = safe_torch_load(str(tmp_path / 'straight' / 'epoch_3.pth'))
     b = safe_torch_load(str(work_dir / 'epoch_3.pth'))
     for key in ('state_dict', 'optimizer', 'param_schedulers'):
-        assert repr(a[key]) == repr(b[key]), key  # tensors print their values: bitwise-equal
+        assert_bitwise_equal(a[key], b[key], key)
     sa, sb = a['meta']['rng_states'][0], b['meta']['rng_states'][0]
     assert torch.equal(sa['torch'], sb['torch']) and sa['python'] == sb['python']
 

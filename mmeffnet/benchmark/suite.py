@@ -163,8 +163,9 @@ def detector_row(opts: SuiteOptions) -> Row:
         row.notes.append(f'skipped: recipe config {opts.config} not found')
         return row
     models = _available(['ours', 'mmdet'], row, opts.models)
-    row.notes.append(f'config: {opts.config}; "mmdet" = the same config with mmdet\'s EfficientNet '
-                     '(same arguments, the same stem frozen) as backbone; SyncBN run as BN.')
+    shown = os.path.relpath(opts.config) if os.path.isabs(opts.config) else opts.config
+    row.notes.append(f'config: {shown}; "mmdet" = the same config with mmdet\'s EfficientNet '
+                     '(same arguments, which mean the same to both) as backbone; SyncBN run as BN.')
     torch.set_num_threads(opts.all_threads)
     specs = {m: dict(kind='detector', model=m, arch='b3', size=size, batch=2, config=opts.config)
              for m in models}

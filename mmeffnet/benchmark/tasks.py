@@ -102,8 +102,7 @@ def _onnx_task(spec: dict) -> Task:
 def detector_model_cfg(config: str, backbone: str) -> dict:
     """``model`` of the RetinaNet recipe config, for one process, without downloads; with
     ``backbone='mmdet'`` the backbone is swapped for mmdet's EfficientNet with the same
-    arguments (its ``frozen_stages`` counts differently: ours k freezes levels 0..k, mmdet's
-    k freezes the first k layers, so ours 0 == mmdet's 1)."""
+    arguments (they mean the same to both)."""
     from mmengine.config import Config
     cfg = Config.fromfile(config)
     model = cfg.model
@@ -113,10 +112,9 @@ def detector_model_cfg(config: str, backbone: str) -> dict:
     bb = model.backbone
     bb.init_cfg = None
     if backbone == 'mmdet':
-        frozen = bb.get('frozen_stages', -1)
         model.backbone = dict(
             type='mmdet.EfficientNet', arch=bb.arch, out_indices=tuple(bb.out_indices),
-            drop_path_rate=bb.get('drop_path_rate', 0.), frozen_stages=frozen + 1,
+            drop_path_rate=bb.get('drop_path_rate', 0.), frozen_stages=max(bb.get('frozen_stages', 0), 0),
             norm_cfg=bb.norm_cfg, norm_eval=bb.get('norm_eval', False))
     return model
 

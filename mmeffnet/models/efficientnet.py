@@ -12,6 +12,9 @@ from .scaling import ArchParams, NetworkSpec, build_network_spec
 
 NUM_LEVELS = 7  # stem, five MBConv levels, 1x1 head
 OUTPUT_STRIDES = (8, 16, 32)
+#: per-block stochastic depth rules: mmdet/mmpretrain's ``torch.linspace(0, rate, N)`` (the last
+#: block gets ``rate``) and TF's / timm's / torchvision's ``rate * i / N``
+DROP_PATH_SCHEDULES = ('linspace', 'tf')
 # devices on which an NCHW input runs internally in channels_last by default (measured faster)
 CHANNELS_LAST_DEVICES = ('cpu', )
 
@@ -24,6 +27,14 @@ def _norm_layer_types() -> tuple:
     except ImportError:
         pass
     return tuple(types)
+
+
+def drop_path_rates(rate: float, num_blocks: int, schedule: str = 'linspace') -> List[float]:
+    """Stochastic depth rate of each of ``num_blocks`` MBConv blocks (see ``DROP_PATH_SCHEDULES``)."""
+    if schedule == 'linspace':
+        # float32 values as mmdet/mmpretrain compute them, so the rates match theirs bit for bit
+        return [r.item() for r in torch.linspace(0, rate, num_blocks)]
+    return [rate * i / num_blocks for i in range(num_blocks)]
 
 
 @MODELS.register_module()
@@ -41,11 +52,15 @@ class EfficientNet(BaseModule):
             ``dict(width_mult=..., depth_mult=..., resolution=...)``. Defaults to ``'b0'``.
         out_indices (Sequence[int]): levels to return, negative allowed; returned in level order.
             Defaults to ``(6,)`` (the features a classifier pools).
-        frozen_stages (int): -1 freezes nothing; k freezes levels 0..k (stem..stage k) and keeps
-            their norm layers in eval mode. Defaults to -1.
+        frozen_stages (int): as in mmdet/mmpretrain's EfficientNet: k freezes ``layers[0..k-1]``
+            (1 = the stem, 7 = everything) and keeps their norm layers in eval mode; 0 and -1
+            (ResNet's "none") freeze nothing. Defaults to -1.
         in_channels (int): input image channels. Defaults to 3.
-        drop_path_rate (float): stochastic depth rate of the last block; block i of N gets
-            ``rate * i / N`` (the TF schedule). Defaults to 0.2 (survival probability 0.8).
+        drop_path_rate (float): stochastic depth rate, spread over the N blocks by
+            ``drop_path_schedule``. Defaults to 0.2 (survival probability 0.8, the paper's).
+        drop_path_schedule (str): ``'linspace'``: block i gets ``torch.linspace(0, rate, N)[i]``,
+            as mmdet's and mmpretrain's EfficientNet (the RetinaNet recipe's rule); ``'tf'``:
+            ``rate * i / N``, as the TF reference, timm and torchvision. Defaults to ``'linspace'``.
         output_stride (int): 32, 16 or 8; below 32 the last stride-2 stages use stride 1 and
             dilated depthwise convs instead (for segmentation heads). Defaults to 32.
         padding (str): ``'same'`` (TF SAME, for TF-ported weights such as mmpretrain's and
@@ -71,6 +86,7 @@ class EfficientNet(BaseModule):
                  frozen_stages: int = -1,
                  in_channels: int = 3,
                  drop_path_rate: float = 0.2,
+                 drop_path_schedule: str = 'linspace',
                  output_stride: int = 32,
                  padding: str = 'same',
                  norm_cfg: dict = dict(type='BN', eps=1e-3, momentum=0.01),
@@ -81,9 +97,13 @@ class EfficientNet(BaseModule):
         super().__init__(init_cfg)
         self.spec: NetworkSpec = build_network_spec(arch)
         self.out_indices = self._check_out_indices(out_indices)
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages < NUM_LEVELS:
-            raise ValueError(f'frozen_stages={frozen_stages!r} is out of range: use -1 (nothing '
-                             f'frozen) up to {NUM_LEVELS - 1} (stem..head frozen)')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_LEVELS:
+            raise ValueError(f'frozen_stages={frozen_stages!r} is out of range: use -1..{NUM_LEVELS} '
+                             f'(-1 or 0 freeze nothing, k freezes the first k levels: 1 = the stem, '
+                             f'{NUM_LEVELS} = stem..head)')
+        if drop_path_schedule not in DROP_PATH_SCHEDULES:
+            raise ValueError(f'drop_path_schedule={drop_path_schedule!r} is not supported; choose one '
+                             f'of {DROP_PATH_SCHEDULES}')
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f'output_stride={output_stride!r} is not supported; choose one of {OUTPUT_STRIDES}')
         if padding not in PADDING_MODES:
@@ -95,6 +115,7 @@ class EfficientNet(BaseModule):
         self.arch = arch
         self.in_channels = in_channels
         self.frozen_stages = frozen_stages
+        self.drop_path_schedule = drop_path_schedule
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.padding = padding
@@ -103,7 +124,8 @@ class EfficientNet(BaseModule):
         if act_cfg is None:
             act_cfg = dict(type='ReLU6', inplace=True) if self.spec.params.lite else dict(type='SiLU', inplace=True)
         self.layers = nn.ModuleList()
-        self.level_strides = self._build(norm_cfg, act_cfg, drop_path_rate)
+        self.level_strides = self._build(
+            norm_cfg, act_cfg, drop_path_rates(drop_path_rate, self.spec.num_blocks, drop_path_schedule))
         self.level_channels: Tuple[int, ...] = self.spec.level_channels
         init_tf_style(self)
         self._freeze_stages()
@@ -123,7 +145,7 @@ class EfficientNet(BaseModule):
             normalized.append(index % NUM_LEVELS)
         return tuple(sorted(set(normalized)))
 
-    def _build(self, norm_cfg: dict, act_cfg: dict, drop_path_rate: float) -> Tuple[int, ...]:
+    def _build(self, norm_cfg: dict, act_cfg: dict, block_drop_path: List[float]) -> Tuple[int, ...]:
         """Build levels 0..max(out_indices); return the stride of every level (all 7)."""
         spec, last = self.spec, max(self.out_indices)
         self.layers.append(ConvBNAct(self.in_channels, spec.stem_channels, 3, 2, padding=self.padding,
@@ -146,7 +168,7 @@ class EfficientNet(BaseModule):
                             stage.in_channels if i == 0 else stage.out_channels, stage.out_channels,
                             stage.kernel_size, block_stride, stage.expand_ratio, spec.params.se_ratio,
                             norm_cfg, act_cfg, block_dilation, self.padding,
-                            drop_path_rate * block_idx / spec.num_blocks, self.with_cp))
+                            block_drop_path[block_idx], self.with_cp))
                     block_idx += 1
             strides.append(stride)
             if level <= last:
@@ -205,7 +227,7 @@ class EfficientNet(BaseModule):
 
     # ---------------------------------------------------------------- training state
     def _freeze_stages(self) -> None:
-        for i in range(min(self.frozen_stages + 1, len(self.layers))):
+        for i in range(min(max(self.frozen_stages, 0), len(self.layers))):
             self.layers[i].eval()
             for p in self.layers[i].parameters():
                 p.requires_grad = False

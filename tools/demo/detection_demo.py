@@ -4,7 +4,7 @@
 
 1. writes a small COCO-format set of coloured shapes (3 classes) on textured backgrounds:
    train / val splits and one held-out picture (mmeffnet/datasets/synthetic_shapes.py);
-2. builds configs/demo/retinanet_effb3_fpn_shapes_demo.py (the recipe with a 128 px input, a
+2. builds configs/demo/retinanet_effb3_fpn_shapes_demo.py (the recipe with a 112 px input, a
    short schedule and this dataset; no ImageNet weights offline, so from scratch) and
    evaluates the untrained network with mmdet's CocoMetric (pycocotools);
 3. trains it in this process with a progress bar and the loss per epoch, evaluates again

@@ -17,6 +17,7 @@ model = dict(
         arch='b0',
         out_indices=(6, ),
         drop_path_rate=0.2,
+        drop_path_schedule='tf',  # the TF reference's rule (rate * i / N), as the ImageNet recipe
         padding='same',  # the TF-ported ImageNet weights need TF SAME padding
         norm_cfg=dict(type='SyncBN', eps=1e-3, momentum=0.01),
         # Only the backbone comes from the ImageNet checkpoint (prefix='backbone'): its 1000-class

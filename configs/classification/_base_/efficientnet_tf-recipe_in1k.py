@@ -23,6 +23,7 @@ model = dict(
         arch='b0',
         out_indices=(6, ),
         drop_path_rate=0.2,  # [paper] stochastic depth, survival probability 0.8 (last block; linear in depth [TF])
+        drop_path_schedule='tf',  # [TF] block i of N gets rate * i / N
         padding='same',  # [TF] SAME padding: also what the TF-ported checkpoints need
         # [paper] BN momentum 0.99 = PyTorch momentum 0.01; [TF] eps 1e-3; [TF] cross-replica BN.
         norm_cfg=dict(type='SyncBN', eps=1e-3, momentum=0.01),
