@@ -3,6 +3,8 @@
 #   VENV=.venv             where to install
 #   WHEELHOUSE=DIR         folder of prebuilt mmcv wheels (default ~/.cache/mmeffnet/wheels)
 #   USE_SYSTEM_TORCH=1     keep the torch (and mmcv) PYTHON already has
+#   MAX_JOBS=N             parallel compile jobs when mmcv is built (default: the number of cores)
+#   MMCV_BUILD_CMD=CMD     what builds the mmcv wheel (default: bash tools/build_mmcv.sh)
 PYTHON ?= python3
 VENV ?= .venv
 WHEELHOUSE ?= $(HOME)/.cache/mmeffnet/wheels
@@ -13,7 +15,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmeffnet-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all env clean
+.PHONY: install demo test test-fast env clean
 
 install: $(STAMP)
 
@@ -24,11 +26,13 @@ $(STAMP): tools/install.sh tools/build_mmcv.sh setup.py requirements/runtime.txt
 demo: install
 	$(PY) tools/demo/detection_demo.py
 
+# Every test, the learning and multi-process ones included: what CI runs.
 test: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS) tests
-
-test-all: install
 	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+# Without the long learning / multi-process tests, for quick local iterations.
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS) tests
 
 env: install
 	$(PY) -m mmeffnet.env

@@ -18,6 +18,9 @@ colour that tells the classes apart, which a 180-step run cannot average out. RM
 stochastic depth and the EMA evaluation are the recipe's.
 """
 
+import os
+from typing import Tuple
+
 import numpy as np
 import pytest
 import torch
@@ -29,6 +32,13 @@ from conftest import run_tool
 pytestmark = pytest.mark.slow
 
 THRESHOLD = 80.0  # % top-1; chance is 16.7% (see the module docstring)
+# CAM thresholds, out of 96 images (6 classes x 4 quarters x CAM_REPEATS). 24 images (the first
+# version) gave rates that moved by 3-4 images between CPUs (17/24 hotter on an AVX-512 machine, 21/24
+# here). Measured 2026-12-04 with seeds 0, 1, 2 on a 2-core AVX2 EPYC: hotter 84, 79, 86; hottest
+# 61, 66, 65 (peak on the object 42, 42, 35: near its chance level, so only printed).
+CAM_REPEATS = 4
+HOTTER_MIN = 60  # chance 1/2: P[Binomial(96, 0.5) >= 60] = 0.009; lowest measured 79
+HOTTEST_MIN = 40  # chance 1/4: P[Binomial(96, 0.25) >= 40] = 0.0003; lowest measured 61
 EXTRA = '''
 model = dict(head=dict(num_classes=6), backbone=dict(norm_cfg=dict(momentum=0.1)))
 param_scheduler = dict(warmup_epochs=1)
@@ -66,35 +76,49 @@ def test_b0_recipe_learns_far_above_chance(trained):
     assert top1 >= THRESHOLD, top1
 
 
-def test_trained_models_cam_is_on_the_object(trained, tmp_path):
-    """One object (36 px) per image on the training images' noise background, in one of the four
-    quarters of the network's 96 px view; CAM of the true class (a 3 x 3 map, 32 px cells).
+def cam_on_object_counts(model, cfg, folder, repeats: int = CAM_REPEATS) -> Tuple[int, int, int, int]:
+    """(hotter, hottest, peaks, total) over ``6 classes x 4 quarters x repeats`` generated images:
+    one object (36 px) on the training images' noise background in one of the four quarters of the
+    network's 96 px view, jittered by -4..5 px; CAM of the true class (a 3 x 3 map, 32 px cells).
+    ``hotter``: the mean CAM on the object's box exceeds that on the same box in the opposite
+    quarter (chance 1/2); ``hottest``: it exceeds that in each of the other three quarters (chance
+    1/4); ``peaks``: the CAM's maximum lies on the object's box plus 8 px (reported only: on a 3 x 3
+    map the maximum sits at a cell centre, so a few pixels of jitter decide it)."""
+    from mmeffnet.analysis.cam import compute_cam
+    rng = np.random.default_rng(5)
+    quarters = ((0, 0), (1, 1), (0, 1), (1, 0))
+    hotter, hottest, peaks, total = 0, 0, 0, 0
+    for label in range(len(SHAPES)):
+        for qx, qy in quarters:
+            for r in range(repeats):
+                image = rng.integers(60, 120, (128, 128, 3), dtype=np.uint8)  # the view is its centre 96 px
+                # jittered (after the first) within the view: the box stays inside it
+                jx, jy = (0, 0) if r == 0 else (int(j) for j in rng.integers(-4, 6, 2))
+                x1, y1 = 20 + qx * 52 + jx, 20 + qy * 52 + jy
+                draw_shape(image, SHAPES[label], (x1, y1, x1 + 35, y1 + 35), COLOURS[label])
+                path = os.path.join(folder, f'{label}_{qx}{qy}_{r}.png')
+                write_rgb(path, image)
+                cam = compute_cam(model, cfg, path, target=label).cam
+                vx, vy = x1 - 16, y1 - 16  # the box's corner in the view (the crop drops 16 px a side)
+                others = {(ox, oy): cam[4 + oy * 52:40 + oy * 52, 4 + ox * 52:40 + ox * 52].mean()
+                          for ox, oy in quarters if (ox, oy) != (qx, qy)}
+                on_object = cam[vy:vy + 36, vx:vx + 36].mean()
+                hotter += on_object > others[(1 - qx, 1 - qy)]
+                hottest += on_object > max(others.values())
+                py, px = np.unravel_index(int(cam.argmax()), cam.shape)
+                peaks += vx - 8 <= px <= vx + 35 + 8 and vy - 8 <= py <= vy + 35 + 8
+                total += 1
+    return hotter, hottest, peaks, total
 
-    - The CAM is hotter on the object's box than on the same box in the opposite quarter: by
-      chance in half of the images; required in 18 of 24 (P[Binomial(24, 0.5) >= 18] = 0.011).
-      Measured 21/24 with one trained model.
-    - The CAM's peak lies on the object (its box plus 8 px): by chance in ~30% of the images
-      ((52/96)^2); required in 12 of 24 (P[Binomial(24, 0.3) >= 12] = 0.03). Measured 15-20/24.
-    """
-    from mmeffnet.analysis.cam import compute_cam, load_classifier
+
+def test_trained_models_cam_is_on_the_object(trained, tmp_path):
+    """The CAM of the true class is on the object: each criterion far above its chance level (see
+    HOTTER_MIN / HOTTEST_MIN for the chance levels and the counts measured over three seeds)."""
+    from mmeffnet.analysis.cam import load_classifier
     torch.set_num_threads(1)
     model, cfg = load_classifier(trained['config'], trained['checkpoint'])
-    rng = np.random.default_rng(5)
-    peaks, hotter, total = 0, 0, 0
-    for label in range(len(SHAPES)):
-        for qx, qy in ((0, 0), (1, 1), (0, 1), (1, 0)):
-            image = rng.integers(60, 120, (128, 128, 3), dtype=np.uint8)  # the view is its centre 96 px
-            x1, y1 = 20 + qx * 52, 20 + qy * 52
-            draw_shape(image, SHAPES[label], (x1, y1, x1 + 35, y1 + 35), COLOURS[label])
-            path = str(tmp_path / f'{label}_{qx}{qy}.png')
-            write_rgb(path, image)
-            result = compute_cam(model, cfg, path, target=label)
-            vx, vy = x1 - 16, y1 - 16  # the box's corner in the view (the crop drops 16 px a side)
-            ox, oy = 20 + (1 - qx) * 52 - 16, 20 + (1 - qy) * 52 - 16  # the opposite quarter's box
-            hotter += result.cam[vy:vy + 36, vx:vx + 36].mean() > result.cam[oy:oy + 36, ox:ox + 36].mean()
-            py, px = np.unravel_index(int(result.cam.argmax()), result.cam.shape)
-            peaks += vx - 8 <= px <= vx + 35 + 8 and vy - 8 <= py <= vy + 35 + 8
-            total += 1
-    print(f'CAM hotter on the object than on the opposite quarter in {hotter}/{total} images; '
-          f'peak on the object in {peaks}/{total}')
-    assert hotter >= 18 and peaks >= 12, (hotter, peaks, total)
+    hotter, hottest, peaks, total = cam_on_object_counts(model, cfg, str(tmp_path))
+    print(f'CAM on the object hotter than on the opposite quarter in {hotter}/{total} images, than on '
+          f'every other quarter in {hottest}/{total}; peak on the object in {peaks}/{total}')
+    assert total == 24 * CAM_REPEATS
+    assert hotter >= HOTTER_MIN and hottest >= HOTTEST_MIN, (hotter, hottest, total)

@@ -31,6 +31,7 @@ model = dict(
         out_indices=backbone_out_indices,
         output_stride=8,
         drop_path_rate=0.2,
+        drop_path_schedule='tf',  # the TF reference's per-block rule (rate * i / N)
         padding='same',
         norm_cfg=dict(type='SyncBN', eps=1e-3, momentum=0.01, requires_grad=True),
         init_cfg=dict(type='Pretrained', prefix='backbone', checkpoint=backbone_checkpoint)),

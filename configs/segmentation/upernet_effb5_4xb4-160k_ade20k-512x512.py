@@ -25,6 +25,7 @@ model = dict(
         arch=backbone_arch,
         out_indices=backbone_out_indices,
         drop_path_rate=0.2,
+        drop_path_schedule='tf',  # the TF reference's per-block rule (rate * i / N)
         padding='same',
         norm_cfg=dict(type='SyncBN', eps=1e-3, momentum=0.01, requires_grad=True),
         init_cfg=dict(type='Pretrained', prefix='backbone', checkpoint=backbone_checkpoint)),
