@@ -49,14 +49,13 @@ def _resized(node, old, new):
     return node
 
 
-def _as_tools_build(path: str, **backbone) -> Config:
+def _as_tools_build(path: str) -> Config:
     """The config as tools/train.py runs it in one process, at SMALL px, without downloads."""
     import mmeffnet.datasets.det_coco  # noqa: F401  (CheckedCocoDataset)
     from mmeffnet.runtime.setup import adapt_sync_bn
     cfg = Config(_resized(Config.fromfile(path).to_dict(), RECIPE_SIZE, SMALL))
     adapt_sync_bn(cfg, distributed=False)
     cfg.model.backbone.init_cfg = None
-    cfg.model.backbone.update(backbone)
     return cfg
 
 
@@ -68,6 +67,15 @@ def _build_detector(cfg: Config):
     model_cfg = copy.deepcopy(cfg.model)  # a ConfigDict, as the runner passes it (heads read test_cfg.attr)
     model_cfg['_scope_'] = 'mmdet'
     return MODELS.build(model_cfg)
+
+
+def _twin_detectors(theirs_cfg: Config, ours_cfg: Config, seed: int):
+    """mmdet's recipe model and ours holding mmdet's (random) weights, both in float64."""
+    _seed(seed)
+    theirs = _build_detector(theirs_cfg)
+    ours = _build_detector(ours_cfg)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    return theirs.double(), ours.double()
 
 
 def _seed(seed: int) -> None:
@@ -118,12 +126,7 @@ def test_the_two_configs_train_on_the_same_pipeline_outputs(coco_batches):
 @pytest.fixture(scope='module')
 def detectors(recipes):
     """mmdet's recipe model and ours with mmdet's weights, drop path as each recipe sets it."""
-    theirs_cfg, ours_cfg = recipes
-    _seed(0)
-    theirs = _build_detector(theirs_cfg)
-    ours = _build_detector(ours_cfg)
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    return theirs.double(), ours.double()
+    return _twin_detectors(*recipes, seed=0)
 
 
 def test_the_backbone_is_ours_and_the_rest_is_mmdets(detectors):
@@ -189,11 +192,7 @@ def test_same_losses_and_same_weights_after_one_sgd_step(recipes, coco_batches):
     theirs_cfg, ours_cfg = (copy.deepcopy(c) for c in recipes)
     for cfg in (theirs_cfg, ours_cfg):
         cfg.model.backbone.drop_path_rate = 0.
-    _seed(1)
-    theirs = _build_detector(theirs_cfg)
-    ours = _build_detector(ours_cfg)
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    theirs, ours = theirs.double(), ours.double()
+    theirs, ours = _twin_detectors(theirs_cfg, ours_cfg, seed=1)
     before = {k: v.clone() for k, v in theirs.state_dict().items()}
     data = pseudo_collate(coco_batches[1][:2])
     loss_t, after_t, groups_t = _loss_and_step(theirs, theirs_cfg, data)
