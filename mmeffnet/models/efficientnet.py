@@ -32,8 +32,9 @@ def _norm_layer_types() -> tuple:
 def drop_path_rates(rate: float, num_blocks: int, schedule: str = 'linspace') -> List[float]:
     """Stochastic depth rate of each of ``num_blocks`` MBConv blocks (see ``DROP_PATH_SCHEDULES``)."""
     if schedule == 'linspace':
-        # float32 values as mmdet/mmpretrain compute them, so the rates match theirs bit for bit
-        return [r.item() for r in torch.linspace(0, rate, num_blocks)]
+        # float32 values as mmdet/mmpretrain compute them, so the rates match theirs bit for bit;
+        # on the CPU explicitly, because models are also built under ``torch.device('meta')``
+        return torch.linspace(0, rate, num_blocks, device='cpu').tolist()
     return [rate * i / num_blocks for i in range(num_blocks)]
 
 
