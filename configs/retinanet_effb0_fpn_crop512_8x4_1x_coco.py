@@ -4,7 +4,7 @@
 # Why 512: the recipe's 896 is EfficientDet-D3's input, the detector built on B3; EfficientDet
 # pairs B0 with 512 (D0), i.e. each backbone at its own compound-scaled resolution.
 _base_ = ['./retinanet_effb3_fpn_crop896_8x4_1x_coco.py']
-from mmeffnet.models.scaling import build_network_spec  # noqa: E402
+from mmeffnet.arch import build_network_spec  # noqa: E402
 from mmeffnet.datasets.det_pipelines import retinanet_pipelines  # noqa: E402
 
 backbone_arch = 'b0'

@@ -13,7 +13,7 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 # The neck's input channels are read from the scaled network, not typed in by hand.
-from mmeffnet.models.scaling import build_network_spec  # noqa: E402
+from mmeffnet.arch import build_network_spec  # noqa: E402
 from mmeffnet.datasets.det_pipelines import retinanet_pipelines  # noqa: E402
 
 custom_imports = dict(imports=['mmeffnet', 'mmeffnet.datasets.det_coco'], allow_failed_imports=False)

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 from conftest import SHARED_DATA
 
-from mmeffnet.models.scaling import build_network_spec
+from mmeffnet.arch import build_network_spec
 
 COCO_IMAGE = osp.join(SHARED_DATA, 'coco_mini', 'train2017', '000000000790.jpg')
 MEAN, STD = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])

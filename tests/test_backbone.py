@@ -63,7 +63,9 @@ def test_same_padding_matches_tf_formula():
 
 
 def test_symmetric_and_same_padding_share_weights_but_differ_on_even_inputs():
-    same = EfficientNet('b0', padding='same').eval()
+    same = EfficientNet('b0', padding='same')
+    same.init_weights()
+    same.eval()
     sym = EfficientNet('b0', padding='symmetric').eval()
     sym.load_state_dict(same.state_dict())
     x = torch.randn(1, 3, 64, 64)
@@ -218,3 +220,43 @@ def test_compound_arch_dict_builds():
     model = EfficientNet(dict(phi=1, alpha=1.2, beta=1.1, gamma=1.15))
     assert model.spec.params.resolution == 258
     assert model.level_channels[-1] == 1408  # 1280 * 1.1
+
+
+@pytest.mark.parametrize('arch,output_stride', [('b3', 32), ('b3', 8), ('lite1', 16)])
+def test_backbone_is_built_from_the_network_plan(arch, output_stride):
+    """Every MBConv module is its plan entry (channels, kernel, stride, dilation, SE, drop path,
+    place), and the levels' strides are the plan's, measured on an input."""
+    model = EfficientNet(arch, out_indices=tuple(range(7)), output_stride=output_stride, drop_path_rate=0.3)
+    plan = model.spec.blocks(output_stride, 0.3)
+    assert [len(model.layers[level]) for level in range(1, 6)] == \
+        [sum(b.level == level for b in plan) for level in range(1, 6)]
+    for block in plan:
+        module = model.layers[block.level][block.position]
+        dw = module.depthwise_conv.conv
+        assert (dw.in_channels, dw.kernel_size[0], dw.stride[0], dw.dilation[0]) == \
+            (block.mid_channels, block.kernel_size, block.stride, block.dilation), block
+        assert module.linear_conv.conv.out_channels == block.out_channels
+        assert (module.expand_conv is None) == (block.expand_ratio == 1)
+        assert (module.se.conv1.conv.out_channels if module.se else 0) == block.se_channels
+        assert (module.drop_path_rate, module.has_shortcut) == (block.drop_path_rate, block.has_shortcut)
+    with torch.no_grad():
+        outs = model.eval()(torch.randn(1, 3, 64, 64))
+    assert tuple(64 // o.shape[-1] for o in outs) == model.level_strides == model.spec.level_strides(output_stride)
+
+
+def test_tf_initialisation_is_applied_by_init_weights_not_at_construction():
+    """OpenMMLab's convention: the constructor builds, ``init_weights()`` (called by the runner)
+    initialises; init_cfg=None gives the TF reference init, conv weights ~ N(0, 2 / fan_out)."""
+    torch.manual_seed(0)
+    model = EfficientNet('b0', out_indices=(3, ))
+
+    def std_ratios():  # measured std / TF's std, over the depthwise convs (fan_out = k * k)
+        return torch.tensor([m.weight.std().item() / (2. / (m.kernel_size[0] ** 2)) ** .5
+                             for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1])
+
+    assert std_ratios().median() < 0.6  # PyTorch's default init: about 0.4 of TF's std
+    model.init_weights()
+    assert 0.9 < std_ratios().median() < 1.1
+    assert all(m.bias is None or not m.bias.any() for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert all(bool((m.weight == 1).all() and (m.bias == 0).all())
+               for m in model.modules() if isinstance(m, nn.BatchNorm2d))

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mmengine.config import Config
 
-from mmeffnet.models.scaling import ARCHS, build_network_spec
+from mmeffnet.arch import ARCHS, build_network_spec
 
 from conftest import CONFIGS, REPO
 

@@ -21,7 +21,7 @@ from reference_models import (ODD, lukemelas_ref, randomize, real_image, referen
 import mmeffnet  # noqa: F401  (registers mmeffnet.*, safe checkpoint loading)
 from mmeffnet.converters import ConversionError, convert_checkpoint, convert_state, save_converted
 from mmeffnet.converters.canonical import spec_signature
-from mmeffnet.models.scaling import ARCHS, build_network_spec
+from mmeffnet.arch import ARCHS, build_network_spec
 
 # Exactly the bounds README.md states ("Weights from every public implementation": "max abs diff over
 # all 7 levels: timm and torchvision 0, bit-identical; lukemelas <= 3.6e-7; ..."); change both together

@@ -1,6 +1,5 @@
 """The speed/memory features of the backbone (issue 7), each checked against the plain reference:
 memory-saving BN+activation, channels_last, fuse() (deploy), ONNX export, torch.compile."""
-import contextlib
 import copy
 import importlib.util
 import os.path as osp
@@ -15,20 +14,17 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mmeffnet import EfficientNet
 from mmeffnet.benchmark.measure import saved_tensor_bytes
 from mmeffnet.deployment.onnx import compare_with_onnxruntime, export_onnx
-from mmeffnet.models import layers
 from mmeffnet.models.layers import ConvBNAct
 
 from conftest import run_tool
 
 
-@contextlib.contextmanager
-def plain_bn_act():
+def plain_bn_act(module: nn.Module) -> nn.Module:
     """The reference path: nn.BatchNorm2d then the activation module (memory-saving op off)."""
-    previous, layers.MEMORY_SAVING_ACT = layers.MEMORY_SAVING_ACT, False
-    try:
-        yield
-    finally:
-        layers.MEMORY_SAVING_ACT = previous
+    for m in module.modules():
+        if isinstance(m, ConvBNAct):
+            m.memory_saving = False
+    return module
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -67,8 +63,9 @@ def test_memory_saving_bn_act_matches_plain_path(act, bn_mode):
     block = randomize_bn(ConvBNAct(8, 16, 3, stride=2, norm_cfg=norm_cfg, act_cfg=act_cfg))
     if bn_mode == 'frozen-eval':  # norm_eval: BN in eval mode while its parameters still train
         block.bn.eval()
-    ref = copy.deepcopy(block)
+    ref = plain_bn_act(copy.deepcopy(block))
     assert block._memory_saving(), 'the memory-saving op should take this block'
+    assert not ref._memory_saving()
     x = torch.randn(2, 8, 17, 13)
     x_ref = x.clone().requires_grad_()
     x.requires_grad_()
@@ -76,8 +73,7 @@ def test_memory_saving_bn_act_matches_plain_path(act, bn_mode):
 
     for _ in range(2):  # twice: the second step sees updated running statistics
         out = block(x)
-        with plain_bn_act():
-            out_ref = ref(x_ref)
+        out_ref = ref(x_ref)
         assert torch.equal(out, out_ref), f'forward differs by {(out - out_ref).abs().max():.3g}'
         out.backward(grad)
         out_ref.backward(grad)
@@ -89,8 +85,7 @@ def test_memory_saving_bn_act_matches_plain_path(act, bn_mode):
 
     # what it is for: fewer bytes kept for backward (with an activation: BN output not kept)
     saved = saved_tensor_bytes(lambda: block(x))
-    with plain_bn_act():
-        saved_ref = saved_tensor_bytes(lambda: ref(x_ref))
+    saved_ref = saved_tensor_bytes(lambda: ref(x_ref))
     feature_map = out.numel() * out.element_size()
     stats = 4 * block.bn.num_features * 4  # a few per-channel vectors (mean, invstd)
     if act is not None:  # the BN output (activation input) is not kept: one feature map less
@@ -111,14 +106,13 @@ def test_memory_saving_bn_act_under_autocast_equals_plain_path(dtype, bn_mode, a
                                    act_cfg=dict(type=act, inplace=True) if act else None))
     if bn_mode == 'frozen-eval':
         block.bn.eval()
-    ref = copy.deepcopy(block)
+    ref = plain_bn_act(copy.deepcopy(block))
     x = torch.randn(2, 8, 32, 32, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_()
     grad = 100. + torch.rand(2, 16, 32, 32)  # 2048 positions: sums > 80000 even after the SiLU
     with torch.autocast('cpu', dtype=dtype):
         out = block(x)
-        with plain_bn_act():
-            out_ref = ref(x_ref)
+        out_ref = ref(x_ref)
     assert out.dtype == out_ref.dtype == dtype
     assert torch.equal(out, out_ref)
     out.backward(grad.to(dtype))
@@ -156,9 +150,8 @@ def test_memory_saving_backward_passes_batchnorm_backward_its_statistics_like_au
         block.bn.eval()
     x = torch.randn(2, 4, 8, 8, requires_grad=True)
     recorded = {}
-    for name, context in (('ours', contextlib.nullcontext()), ('plain', plain_bn_act())):
-        with context:
-            out = block(x)
+    for name, module in (('ours', block), ('plain', plain_bn_act(copy.deepcopy(block)))):
+        out = module(x)
         with _RecordBatchNormBackward() as rec:
             out.sum().backward()
         recorded[name] = rec.calls
@@ -175,12 +168,11 @@ def test_backbone_training_under_autocast_equals_plain_path():
     outputs and gradients, bit for bit, as the plain BatchNorm -> SiLU modules."""
     torch.manual_seed(0)
     model = EfficientNet('b0', out_indices=(3, 6), drop_path_rate=0.).train()
-    ref = copy.deepcopy(model)
+    ref = plain_bn_act(copy.deepcopy(model))
     x = torch.randn(2, 3, 64, 64)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         outs = model(x)
-        with plain_bn_act():
-            outs_ref = ref(x)
+        outs_ref = ref(x)
     for out, out_ref in zip(outs, outs_ref):
         assert out.dtype == torch.bfloat16 and torch.equal(out, out_ref)
     sum(o.float().square().mean() for o in outs).backward()
@@ -193,18 +185,17 @@ def test_backbone_training_under_autocast_equals_plain_path():
 def test_memory_saving_backbone_keeps_less_for_backward_same_gradients():
     torch.manual_seed(0)
     model = EfficientNet('b0', out_indices=(3, ), drop_path_rate=0.).train()
-    ref = copy.deepcopy(model)
+    ref = EfficientNet('b0', out_indices=(3, ), drop_path_rate=0., memory_saving=False).train()
+    ref.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 64, 64)
     out = model(x)[0]
-    with plain_bn_act():
-        out_ref = ref(x)[0]
+    out_ref = ref(x)[0]
     torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
     out.square().mean().backward()
     out_ref.square().mean().backward()
     assert_close_grads(model, ref)
     saved = saved_tensor_bytes(lambda: model(x))
-    with plain_bn_act():
-        saved_ref = saved_tensor_bytes(lambda: ref(x))
+    saved_ref = saved_tensor_bytes(lambda: ref(x))
     # measured 0.73x for B0 to stride 8 (the 1x1 project convs and SE keep their own inputs)
     assert saved < 0.8 * saved_ref, f'memory-saving path keeps {saved} bytes, plain {saved_ref}'
 
@@ -233,7 +224,7 @@ def test_channels_last_internal_path_returns_nchw_equal_to_reference(mode):
     model = randomize_bn(EfficientNet('b0', out_indices=out_indices, drop_path_rate=0.))
     model.train(mode == 'train')
     ref = copy.deepcopy(model)
-    model.channels_last, ref.channels_last = True, False
+    model.channels_last, ref.channels_last = True, False  # the constructor's option, set on copies
     seen = []
     model.layers[2].register_forward_pre_hook(
         lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
@@ -249,7 +240,8 @@ def test_channels_last_internal_path_returns_nchw_equal_to_reference(mode):
         sum(o.mean() for o in outs_ref).backward()
         assert_close_grads(model, ref)
     # the CPU default is channels_last; a channels_last input stays channels_last
-    assert EfficientNet.channels_last is None and model._use_channels_last(x)
+    default = EfficientNet('b0', out_indices=(2, ))
+    assert default.channels_last is None and default._use_channels_last(x)
     with torch.no_grad():
         cl = model(x.contiguous(memory_format=torch.channels_last))
     assert cl[0].is_contiguous(memory_format=torch.channels_last)

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from mmeffnet.models.scaling import (ARCHS, B0_STAGES, build_network_spec, compound_scaling, implied_phi,
+from mmeffnet.arch import (ARCHS, B0_STAGES, build_network_spec, compound_scaling, implied_phi,
                                      resolve_arch, round_channels, round_repeats)
 
 

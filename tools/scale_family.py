@@ -16,7 +16,7 @@ import sys
 import mmeffnet  # noqa: F401
 from mmengine.config import Config, DictAction
 
-from mmeffnet.models.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
+from mmeffnet.arch import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
 from mmeffnet.runtime.cli import run_cli
 from mmeffnet.search import Coefficients, make_family, write_family
 from mmeffnet.search.paper_check import paper_check_markdown

@@ -4,7 +4,7 @@
 # Schedule: 8 GPUs x 32 = 256 images per step, 19,531 steps = 100 epochs (_base_/efficientnet_finetune.py).
 # Data: data/cifar10/cifar-10-batches-py/ of the official python archive (never downloaded).
 _base_ = ['mmpretrain::_base_/datasets/cifar10_bs16.py', './_base_/efficientnet_finetune.py']
-from mmeffnet.models.scaling import build_network_spec, resolve_arch  # noqa: E402
+from mmeffnet.arch import build_network_spec, resolve_arch  # noqa: E402
 
 arch = 'b0'
 img_size = resolve_arch(arch).resolution

@@ -8,7 +8,7 @@
 # CIFAR schedule makes; LR scaled linearly from 0.01 at 256.
 _base_ = ['./_base_/efficientnet_finetune.py']
 from mmeffnet.datasets.cls_variants import tf_test_pipeline, tf_train_pipeline  # noqa: E402
-from mmeffnet.models.scaling import build_network_spec, resolve_arch  # noqa: E402
+from mmeffnet.arch import build_network_spec, resolve_arch  # noqa: E402
 
 arch = 'b5'
 img_size = resolve_arch(arch).resolution

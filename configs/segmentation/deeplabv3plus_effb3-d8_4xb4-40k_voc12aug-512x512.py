@@ -5,7 +5,7 @@ _base_ = [
     'mmseg::_base_/models/deeplabv3plus_r50-d8.py', './_base_/_voc12aug.py',
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_40k.py'
 ]
-from mmeffnet.models.scaling import build_network_spec  # noqa: E402
+from mmeffnet.arch import build_network_spec  # noqa: E402
 
 custom_imports = dict(imports=['mmeffnet', 'mmeffnet.datasets.seg_checks'], allow_failed_imports=False)
 

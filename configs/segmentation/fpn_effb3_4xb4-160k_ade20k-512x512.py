@@ -5,7 +5,7 @@ _base_ = [
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
 ]
 # The neck's input channels are read from the scaled network, not typed in by hand.
-from mmeffnet.models.scaling import build_network_spec  # noqa: E402
+from mmeffnet.arch import build_network_spec  # noqa: E402
 
 custom_imports = dict(imports=['mmeffnet', 'mmeffnet.datasets.seg_checks'], allow_failed_imports=False)
 

@@ -15,7 +15,7 @@ from typing import Dict, Optional
 import torch
 import torch.nn as nn
 
-from ..models.scaling import ARCHS, build_network_spec, resolve_arch
+from ..arch import ARCHS, build_network_spec, resolve_arch
 from . import from_lukemelas, from_mmpretrain, from_tf, from_timm, from_torchvision
 from .canonical import ConversionError, infer_arch, num_blocks, to_mmeffnet, with_batch_counters
 

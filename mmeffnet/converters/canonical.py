@@ -11,18 +11,16 @@ blocks numbered globally instead of per level::
     head.conv.weight, head.bn.*             (the 1x1 head conv, level 6)
     fc.weight, fc.bias                      (the classifier, when the source has one)
 
-Blocks are then placed on levels by ``NetworkSpec`` (stage -> level grouping), never by per-arch
+Blocks are then placed on levels by the network plan (``NetworkSpec.blocks()``), never by per-arch
 tables, and the arch is recognised from the tensor shapes alone.
 """
 import re
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 
-from ..models.scaling import ARCHS, NetworkSpec, build_network_spec
+from ..arch import ARCHS, HEAD_LEVEL, NetworkSpec, build_network_spec
 
-BN_PARAMS = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
-HEAD_LEVEL = 6
 _BLOCK_KEY = re.compile(r'^blocks\.(\d+)\.(.+)$')
 
 
@@ -75,13 +73,9 @@ def canonical_signature(canon: Dict[str, torch.Tensor]) -> Signature:
 
 def spec_signature(spec: NetworkSpec) -> Signature:
     """The signature a network built from ``spec`` has."""
-    blocks = []
-    for stage in spec.stages:
-        for i in range(stage.repeats):
-            in_ch = stage.in_channels if i == 0 else stage.out_channels
-            blocks.append(BlockShape(in_ch, in_ch * stage.expand_ratio, stage.out_channels,
-                                     stage.kernel_size, spec.params.se_ratio > 0))
-    return Signature(spec.stem_channels, tuple(blocks), spec.head_channels)
+    blocks = tuple(BlockShape(b.in_channels, b.mid_channels, b.out_channels, b.kernel_size, b.se_channels > 0)
+                   for b in spec.blocks())
+    return Signature(spec.stem_channels, blocks, spec.head_channels)
 
 
 def infer_arch(canon: Dict[str, torch.Tensor]) -> Optional[str]:
@@ -95,16 +89,6 @@ def infer_arch(canon: Dict[str, torch.Tensor]) -> Optional[str]:
     return None
 
 
-def block_positions(spec: NetworkSpec) -> List[Tuple[int, int]]:
-    """``(level, index within the level)`` of every block, in network order."""
-    positions, count = [], {}
-    for stage in spec.stages:
-        for _ in range(stage.repeats):
-            positions.append((stage.level, count.get(stage.level, 0)))
-            count[stage.level] = count.get(stage.level, 0) + 1
-    return positions
-
-
 def to_mmeffnet(canon: Dict[str, torch.Tensor], spec: NetworkSpec,
                 classifier_prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """Place canonical tensors on mmeffnet's levels (``layers.{level}.{i}``) as ``spec`` groups them.
@@ -113,7 +97,7 @@ def to_mmeffnet(canon: Dict[str, torch.Tensor], spec: NetworkSpec,
     load reports them as unexpected instead of silently dropping them. The classifier is kept
     under ``classifier_prefix`` (``'head.fc'`` for mmpretrain's LinearClsHead) or dropped if None.
     """
-    positions = block_positions(spec)
+    positions = [(b.level, b.position) for b in spec.blocks()]
     out = {}
     for key, value in canon.items():
         if key.startswith('stem.'):

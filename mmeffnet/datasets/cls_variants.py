@@ -2,13 +2,13 @@
 
 Every ``configs/classification/efficientnet-*_in1k.py`` (training) and ``eval/*.py`` differs from
 its base only in these: the arch, its input size, classifier width and dropout
-(``mmeffnet.models.scaling.ARCHS``), the TF reference's resize interpolation (bicubic for B*,
+(``mmeffnet.arch.ARCHS``), the TF reference's resize interpolation (bicubic for B*,
 bilinear for Lite), and the batch size. The configs call these functions instead of repeating
 the pipelines.
 """
 from typing import List, Optional, Tuple
 
-from ..models.scaling import build_network_spec, resolve_arch
+from ..arch import build_network_spec, resolve_arch
 
 
 def _interpolation(arch: str) -> str:

@@ -15,7 +15,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from ..converters import ConversionError, convert_to_mmeffnet, detect_layout, expected_settings, recognise_arch
-from .scaling import ARCHS
+from ..arch import ARCHS
 
 MAX_LISTED = 12
 

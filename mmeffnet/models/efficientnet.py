@@ -6,15 +6,11 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..arch import (DROP_PATH_SCHEDULES, HEAD_LEVEL, NUM_LEVELS, OUTPUT_STRIDES, ArchParams, NetworkSpec,
+                    build_network_spec)
 from ..registry import MODELS
-from .layers import PADDING_MODES, ConvBNAct, MBConv, _is_tracing, init_tf_style
-from .scaling import ArchParams, NetworkSpec, build_network_spec
+from .layers import PADDING_MODES, ConvBNAct, LayerOptions, MBConv, _is_tracing, init_tf_style
 
-NUM_LEVELS = 7  # stem, five MBConv levels, 1x1 head
-OUTPUT_STRIDES = (8, 16, 32)
-#: per-block stochastic depth rules: mmdet/mmpretrain's ``torch.linspace(0, rate, N)`` (the last
-#: block gets ``rate``) and TF's / timm's / torchvision's ``rate * i / N``
-DROP_PATH_SCHEDULES = ('linspace', 'tf')
 # devices on which an NCHW input runs internally in channels_last by default (measured faster)
 CHANNELS_LAST_DEVICES = ('cpu', )
 
@@ -27,15 +23,6 @@ def _norm_layer_types() -> tuple:
     except ImportError:
         pass
     return tuple(types)
-
-
-def drop_path_rates(rate: float, num_blocks: int, schedule: str = 'linspace') -> List[float]:
-    """Stochastic depth rate of each of ``num_blocks`` MBConv blocks (see ``DROP_PATH_SCHEDULES``)."""
-    if schedule == 'linspace':
-        # float32 values as mmdet/mmpretrain compute them, so the rates match theirs bit for bit;
-        # on the CPU explicitly, because models are also built under ``torch.device('meta')``
-        return torch.linspace(0, rate, num_blocks, device='cpu').tolist()
-    return [rate * i / num_blocks for i in range(num_blocks)]
 
 
 @MODELS.register_module()
@@ -72,14 +59,15 @@ class EfficientNet(BaseModule):
         act_cfg (dict, optional): activation; None picks in-place SiLU (ReLU6 for Lite).
         norm_eval (bool): keep every BatchNorm (SyncBN included) in eval mode while training.
         with_cp (bool): non-reentrant gradient checkpointing per MBConv block.
+        memory_saving (bool): while training, BN + activation keep only the BN input for backward
+            (bitwise the same forward; see :mod:`mmeffnet.models.memory_saving`). Defaults to True.
+        channels_last (bool, optional): run NCHW inputs internally in channels_last (outputs are
+            handed back NCHW); None decides per device (on for CPU, where it is measured faster).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix='backbone')``
             loads a checkpoint (OpenMMLab, timm, torchvision or lukemelas layout) and raises on any
-            missing, unexpected or mis-shaped key; None keeps the TF reference initialisation
-            applied at construction.
+            missing, unexpected or mis-shaped key; None: ``init_weights()`` applies the TF
+            reference initialisation (until then the layers hold PyTorch's default init).
     """
-
-    #: run NCHW inputs internally in channels_last: None = per device (CHANNELS_LAST_DEVICES)
-    channels_last: Optional[bool] = None
 
     def __init__(self,
                  arch: Union[str, dict, ArchParams] = 'b0',
@@ -94,15 +82,17 @@ class EfficientNet(BaseModule):
                  act_cfg: Optional[dict] = None,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 memory_saving: bool = True,
+                 channels_last: Optional[bool] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
         self.spec: NetworkSpec = build_network_spec(arch)
-        self.out_indices = self._check_out_indices(out_indices)
+        self.out_indices = self.check_out_indices(out_indices)
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_LEVELS:
             raise ValueError(f'frozen_stages={frozen_stages!r} is out of range: use -1..{NUM_LEVELS} '
                              f'(-1 or 0 freeze nothing, k freezes the first k levels: 1 = the stem, '
                              f'{NUM_LEVELS} = stem..head)')
-        if drop_path_schedule not in DROP_PATH_SCHEDULES:
+        if drop_path_schedule not in DROP_PATH_SCHEDULES:  # checked here too, to name the argument
             raise ValueError(f'drop_path_schedule={drop_path_schedule!r} is not supported; choose one '
                              f'of {DROP_PATH_SCHEDULES}')
         if output_stride not in OUTPUT_STRIDES:
@@ -121,19 +111,21 @@ class EfficientNet(BaseModule):
         self.with_cp = with_cp
         self.padding = padding
         self.output_stride = output_stride
+        self.memory_saving = memory_saving
+        self.channels_last = channels_last
         self.fused = False
         if act_cfg is None:
             act_cfg = dict(type='ReLU6', inplace=True) if self.spec.params.lite else dict(type='SiLU', inplace=True)
-        self.layers = nn.ModuleList()
-        self.level_strides = self._build(
-            norm_cfg, act_cfg, drop_path_rates(drop_path_rate, self.spec.num_blocks, drop_path_schedule))
+        options = LayerOptions(norm_cfg, act_cfg, padding, with_cp, memory_saving)
+        self.layers = self._build(self.spec.blocks(output_stride, drop_path_rate, drop_path_schedule), options)
+        self.level_strides: Tuple[int, ...] = self.spec.level_strides(output_stride)
         self.level_channels: Tuple[int, ...] = self.spec.level_channels
-        init_tf_style(self)
         self._freeze_stages()
 
     # ---------------------------------------------------------------- construction
     @staticmethod
-    def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
+    def check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
+        """``out_indices`` as the sorted, non-negative levels it names; an error names a bad one."""
         if isinstance(out_indices, int):
             out_indices = (out_indices, )
         if len(out_indices) == 0:
@@ -146,39 +138,19 @@ class EfficientNet(BaseModule):
             normalized.append(index % NUM_LEVELS)
         return tuple(sorted(set(normalized)))
 
-    def _build(self, norm_cfg: dict, act_cfg: dict, block_drop_path: List[float]) -> Tuple[int, ...]:
-        """Build levels 0..max(out_indices); return the stride of every level (all 7)."""
-        spec, last = self.spec, max(self.out_indices)
-        self.layers.append(ConvBNAct(self.in_channels, spec.stem_channels, 3, 2, padding=self.padding,
-                                     norm_cfg=norm_cfg, act_cfg=act_cfg))
-        strides, stride, dilation, block_idx = [2], 2, 1, 0
-        for level in range(1, NUM_LEVELS - 1):
-            blocks = []
-            for stage in (s for s in spec.stages if s.level == level):
-                for i in range(stage.repeats):
-                    block_stride, block_dilation = (stage.stride, dilation) if i == 0 else (1, dilation)
-                    if i == 0 and stage.stride > 1:
-                        if stride * stage.stride > self.output_stride:
-                            # Dilate instead of striding; the first block keeps the old dilation.
-                            block_stride = 1
-                            dilation *= stage.stride
-                        else:
-                            stride *= stage.stride
-                    if level <= last:
-                        blocks.append(MBConv(
-                            stage.in_channels if i == 0 else stage.out_channels, stage.out_channels,
-                            stage.kernel_size, block_stride, stage.expand_ratio, spec.params.se_ratio,
-                            norm_cfg, act_cfg, block_dilation, self.padding,
-                            block_drop_path[block_idx], self.with_cp))
-                    block_idx += 1
-            strides.append(stride)
-            if level <= last:
-                self.layers.append(nn.Sequential(*blocks))
-        strides.append(stride)
-        if last == NUM_LEVELS - 1:
-            self.layers.append(ConvBNAct(spec.stages[-1].out_channels, spec.head_channels, 1,
-                                         norm_cfg=norm_cfg, act_cfg=act_cfg))
-        return tuple(strides)
+    def _build(self, blocks: Sequence, options: LayerOptions) -> nn.ModuleList:
+        """Levels 0..max(out_indices): the stem, the planned MBConv blocks grouped by level, the head."""
+        last = max(self.out_indices)
+        layers = nn.ModuleList([ConvBNAct(self.in_channels, self.spec.stem_channels, 3, 2, padding=options.padding,
+                                          norm_cfg=options.norm_cfg, act_cfg=options.act_cfg,
+                                          memory_saving=options.memory_saving)])
+        for level in range(1, min(last, HEAD_LEVEL - 1) + 1):
+            layers.append(nn.Sequential(*(MBConv(b, options) for b in blocks if b.level == level)))
+        if last == HEAD_LEVEL:
+            layers.append(ConvBNAct(self.spec.stages[-1].out_channels, self.spec.head_channels, 1,
+                                    norm_cfg=options.norm_cfg, act_cfg=options.act_cfg,
+                                    memory_saving=options.memory_saving))
+        return layers
 
     # ---------------------------------------------------------------- introspection
     @property
@@ -268,4 +240,6 @@ class EfficientNet(BaseModule):
             self._is_init = True
         elif cfg is not None:
             super().init_weights()
-        # init_cfg=None: the TF initialisation was applied at construction.
+        else:
+            init_tf_style(self)
+            self._is_init = True

@@ -2,7 +2,7 @@
 
 Registered as ``mmeffnet.EfficientNetClsHead`` for mmpretrain's ``ImageClassifier``. It is
 mmpretrain's ``LinearClsHead`` plus the TF model's dropout before the classifier (0.2 for B0 up
-to 0.5 for B7, ``mmeffnet.models.scaling.ARCHS``) and the TF classifier initialisation. Its state
+to 0.5 for B7, ``mmeffnet.arch.ARCHS``) and the TF classifier initialisation. Its state
 dict is ``head.fc.weight`` / ``head.fc.bias`` like ``LinearClsHead``'s, so mmpretrain's and the
 converted checkpoints load unchanged.
 

@@ -4,6 +4,7 @@ Parameter names follow mmpretrain's EfficientNet (``conv``/``bn``, ``expand_conv
 ``depthwise_conv``, ``se.conv1``/``se.conv2``, ``linear_conv``), so OpenMMLab checkpoints load as-is.
 """
 import math
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -12,13 +13,25 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
 from mmcv.cnn import build_activation_layer, build_norm_layer
 
+from ..arch import BlockSpec
 from .memory_saving import batch_norm_act, bn_is_fusable, checkpoint_contexts, fusable_act
 
 PADDING_MODES = ('same', 'symmetric')
 
-# Training-time BN + activation that saves only the BN input (see memory_saving.py). A module
-# flag rather than an argument so benchmarks can measure what it buys; leave it on.
-MEMORY_SAVING_ACT = True
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """How every layer of one network is built (the same for all its blocks).
+
+    ``memory_saving``: while training, BN + activation run as one op that keeps only the BN input
+    for backward (:mod:`.memory_saving`); off only to measure what it saves.
+    ``with_cp``: non-reentrant gradient checkpointing per MBConv block.
+    """
+    norm_cfg: dict
+    act_cfg: dict
+    padding: str = 'same'
+    with_cp: bool = False
+    memory_saving: bool = True
 
 
 def same_padding(size: int, kernel_size: int, stride: int, dilation: int) -> Tuple[int, int]:
@@ -91,14 +104,16 @@ def make_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int
 class ConvBNAct(nn.Module):
     """conv -> norm (optional) -> activation (optional), named ``conv``, ``bn``, ``act``.
 
-    While training with gradients, a plain BatchNorm2d followed by SiLU/ReLU/ReLU6 runs as one
-    memory-saving op (:func:`batch_norm_act`) that keeps only the BN input for backward.
+    With ``memory_saving``, while training with gradients, a plain BatchNorm2d followed by
+    SiLU/ReLU/ReLU6 runs as one op (:func:`batch_norm_act`) that keeps only the BN input for backward.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  dilation: int = 1, groups: int = 1, padding: str = 'same',
-                 norm_cfg: Optional[dict] = None, act_cfg: Optional[dict] = None):
+                 norm_cfg: Optional[dict] = None, act_cfg: Optional[dict] = None,
+                 memory_saving: bool = True):
         super().__init__()
+        self.memory_saving = memory_saving
         self.conv = make_conv(in_channels, out_channels, kernel_size, stride, dilation, groups,
                               bias=norm_cfg is None, padding=padding)
         self.bn = build_norm_layer(norm_cfg, out_channels)[1] if norm_cfg is not None else None
@@ -116,7 +131,7 @@ class ConvBNAct(nn.Module):
 
     @torch.jit.unused
     def _memory_saving(self) -> bool:
-        return (MEMORY_SAVING_ACT and bn_is_fusable(self.bn) and fusable_act(self.act) is not None
+        return (self.memory_saving and bn_is_fusable(self.bn) and fusable_act(self.act) is not None
                 and not _is_tracing())
 
     @torch.jit.unused
@@ -126,7 +141,7 @@ class ConvBNAct(nn.Module):
 
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation on the expanded features; the squeeze width is set by the caller
-    (EfficientNet: 0.25 x the block's *input* channels)."""
+    (EfficientNet: 0.25 x the block's *input* channels, see the network plan)."""
 
     def __init__(self, channels: int, squeeze_channels: int, act_cfg: dict):
         super().__init__()
@@ -150,30 +165,28 @@ class MBConv(nn.Module):
 
     expand 1x1 (omitted when ``expand_ratio == 1``) -> depthwise kxk -> SE -> project 1x1 (no
     activation), plus an identity shortcut with stochastic depth when stride is 1 and the
-    channel count is unchanged.
+    channel count is unchanged. ``block`` is its entry of the network plan
+    (:meth:`mmeffnet.arch.NetworkSpec.blocks`), ``options`` how the network builds its layers.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 expand_ratio: int, se_ratio: float, norm_cfg: dict, act_cfg: dict,
-                 dilation: int = 1, padding: str = 'same', drop_path_rate: float = 0.,
-                 with_cp: bool = False):
+    def __init__(self, block: BlockSpec, options: LayerOptions):
         super().__init__()
-        mid_channels = in_channels * expand_ratio
-        self.has_shortcut = stride == 1 and in_channels == out_channels
-        self.drop_path_rate = drop_path_rate
-        self.with_cp = with_cp
-        if expand_ratio != 1:
-            self.expand_conv = ConvBNAct(in_channels, mid_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        mid_channels = block.mid_channels
+        norm_cfg, act_cfg, saving = options.norm_cfg, options.act_cfg, options.memory_saving
+        self.has_shortcut = block.has_shortcut
+        self.drop_path_rate = block.drop_path_rate
+        self.with_cp = options.with_cp
+        if block.expand_ratio != 1:
+            self.expand_conv = ConvBNAct(block.in_channels, mid_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg,
+                                         memory_saving=saving)
         else:
             self.expand_conv = None
-        self.depthwise_conv = ConvBNAct(mid_channels, mid_channels, kernel_size, stride, dilation,
-                                        groups=mid_channels, padding=padding, norm_cfg=norm_cfg,
-                                        act_cfg=act_cfg)
-        if se_ratio > 0:
-            self.se = SqueezeExcite(mid_channels, max(1, int(in_channels * se_ratio)), act_cfg)
-        else:
-            self.se = None
-        self.linear_conv = ConvBNAct(mid_channels, out_channels, 1, norm_cfg=norm_cfg, act_cfg=None)
+        self.depthwise_conv = ConvBNAct(mid_channels, mid_channels, block.kernel_size, block.stride, block.dilation,
+                                        groups=mid_channels, padding=options.padding, norm_cfg=norm_cfg,
+                                        act_cfg=act_cfg, memory_saving=saving)
+        self.se = SqueezeExcite(mid_channels, block.se_channels, act_cfg) if block.se_channels else None
+        self.linear_conv = ConvBNAct(mid_channels, block.out_channels, 1, norm_cfg=norm_cfg, act_cfg=None,
+                                     memory_saving=saving)
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
         overwrite = _may_overwrite_intermediates()

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from mmengine.config import Config
 
 from ..models.efficientnet import EfficientNet
-from ..models.scaling import resolve_arch
+from ..arch import build_network_spec, resolve_arch
 from ..runtime.setup import walk_dicts_with_paths
 
 BACKBONE_TYPE = 'mmeffnet.EfficientNet'
@@ -115,11 +115,10 @@ def find_backbone(cfg: Config) -> Tuple[dict, dict, str]:
 
 
 def backbone_out_channels(backbone_cfg: dict) -> Tuple[int, ...]:
-    """Channels of each output of the backbone ``backbone_cfg`` builds (built on the meta device)."""
-    from .measure import shapes_only
-    kwargs = {k: copy.deepcopy(v) for k, v in backbone_cfg.items() if k not in ('type', 'init_cfg')}
-    with shapes_only():
-        return tuple(EfficientNet(**kwargs).out_channels)
+    """Channels of each output of the backbone ``backbone_cfg`` builds, read off the network plan."""
+    out_indices = EfficientNet.check_out_indices(backbone_cfg.get('out_indices', (6, )))
+    level_channels = build_network_spec(backbone_cfg.get('arch', 'b0')).level_channels
+    return tuple(level_channels[i] for i in out_indices)
 
 
 def scaled_arch(arch: Any, mult: Multipliers) -> dict:

@@ -20,7 +20,7 @@ from mmengine.config import Config
 
 from ..analysis.complexity import count_macs_split, count_params
 from ..models.efficientnet import EfficientNet
-from ..models.scaling import build_network_spec
+from ..arch import build_network_spec
 from .config_scaling import input_size as config_input_size
 from .config_scaling import find_backbone, toolbox_of
 

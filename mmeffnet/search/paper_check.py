@@ -11,7 +11,7 @@ import torch
 
 from ..analysis.complexity import count_macs, count_params
 from ..analysis.paper import TABLE2, ImageNetClassifier
-from ..models.scaling import (ARCHS, BASE_RESOLUTION, PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, build_network_spec,
+from ..arch import (ARCHS, BASE_RESOLUTION, PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, build_network_spec,
                               compound_scaling, implied_phi)
 from .report import markdown_table
 

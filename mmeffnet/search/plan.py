@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from ..models.scaling import build_network_spec
+from ..arch import build_network_spec
 from .config_scaling import (Multipliers, ScaledConfig, default_size_divisor, find_backbone, input_size, scale_config,
                              toolbox_of)
 from .grid import Coefficients, check_phi

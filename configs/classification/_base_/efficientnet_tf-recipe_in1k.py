@@ -6,7 +6,7 @@
 #
 # Per-variant values (arch, input size, dropout, classifier width, batch per GPU) are set by the
 # configs that inherit this one (configs/classification/efficientnet-*_rmsprop_in1k.py), which
-# read them from mmeffnet.models.scaling.ARCHS. This file is B0.
+# read them from mmeffnet.arch.ARCHS. This file is B0.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32.py',  # ImageNet dataset, Accuracy top-1/top-5
     'mmpretrain::_base_/default_runtime.py',

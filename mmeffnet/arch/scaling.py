@@ -1,4 +1,4 @@
-"""Compound scaling (eq. 3 of Tan & Le, 2019) and the rounded stage table of every EfficientNet.
+"""Compound scaling (eq. 3 of Tan & Le, 2019): Table 1, the released multipliers and the rounding.
 
 All channel and depth rounding lives here: ``round_channels`` (multiples of 8, never more than 10%
 below the exact value) and ``round_repeats`` (``ceil``), as in the official TF implementation.
@@ -9,8 +9,8 @@ The released multipliers are rounded versions picked by the authors; ``implied_p
 each one is from eq. 3, and ``compound_scaling`` gives the pure eq. 3 values for any phi.
 """
 import math
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Dict, Tuple, Union
 
 BASE_RESOLUTION = 224
 PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA = 1.2, 1.1, 1.15
@@ -116,32 +116,6 @@ def implied_phi(params: ArchParams, alpha: float = PAPER_ALPHA, beta: float = PA
             math.log(params.resolution / BASE_RESOLUTION) / math.log(gamma))
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """A scaled, rounded stage: what the backbone builds. ``level`` is its ``out_indices`` level."""
-    expand_ratio: int
-    kernel_size: int
-    stride: int
-    in_channels: int
-    out_channels: int
-    repeats: int
-    level: int
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """The whole scaled network: stem, MBConv stages and 1x1 head, channels already rounded."""
-    params: ArchParams
-    stem_channels: int
-    stages: Tuple[StageSpec, ...]
-    head_channels: int
-    level_channels: Tuple[int, ...] = field(default=())
-
-    @property
-    def num_blocks(self) -> int:
-        return sum(s.repeats for s in self.stages)
-
-
 def resolve_arch(arch: Union[str, dict, ArchParams]) -> ArchParams:
     """Turn ``arch`` (a name, ``dict(phi=...)``, explicit multipliers, or ``ArchParams``) into
     ``ArchParams``, with an error naming the bad value and the valid choices."""
@@ -180,49 +154,5 @@ def _reject_keys(given: dict, allowed: set) -> None:
     if unknown:
         raise KeyError(f'unknown arch keys {sorted(unknown)}; valid keys are {sorted(allowed)} '
                        '(plus dropout, lite, se_ratio)')
-
-
-def build_network_spec(arch: Union[str, dict, ArchParams],
-                       base_stages: Tuple[MBConvStage, ...] = B0_STAGES) -> NetworkSpec:
-    """Scale Table 1 by ``arch``: the rounded channels, repeats and output level of every stage.
-
-    Levels (``out_indices``): 0 stem (stride 2), 1..5 the stages ending at strides 2, 4, 8, 16, 32
-    (a stride-1 stage joins the level before it), 6 the 1x1 head conv.
-    """
-    params = resolve_arch(arch)
-    w, d = params.width_mult, params.depth_mult
-    stem = B0_STEM_CHANNELS if params.lite else round_channels(B0_STEM_CHANNELS, w)
-    head = B0_HEAD_CHANNELS if params.lite else round_channels(B0_HEAD_CHANNELS, w)
-    stages, in_ch, level = [], stem, 1
-    for i, s in enumerate(base_stages):
-        if s.stride > 1 and i > 0:
-            level += 1
-        fixed_depth = params.lite and i in (0, len(base_stages) - 1)
-        out_ch = round_channels(s.out_channels, w)
-        repeats = s.repeats if fixed_depth else round_repeats(s.repeats, d)
-        stages.append(StageSpec(s.expand_ratio, s.kernel_size, s.stride, in_ch, out_ch, repeats, level))
-        in_ch = out_ch
-    level_channels = [stem]
-    for lvl in range(1, level + 1):
-        level_channels.append([s.out_channels for s in stages if s.level == lvl][-1])
-    level_channels.append(head)
-    return NetworkSpec(params, stem, tuple(stages), head, tuple(level_channels))
-
-
-def describe(spec: NetworkSpec) -> List[str]:
-    """Human-readable rows of the stage table (for docs and ``tools/analysis``)."""
-    rows = [f'stem  conv3x3 s2 -> {spec.stem_channels}']
-    for s in spec.stages:
-        rows.append(f'L{s.level}    MBConv{s.expand_ratio} k{s.kernel_size} s{s.stride} '
-                    f'{s.in_channels}->{s.out_channels} x{s.repeats}')
-    rows.append(f'head  conv1x1 -> {spec.head_channels}')
-    return rows
-
-
-def scaled_stage_table(phi: float, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
-                       gamma: float = PAPER_GAMMA) -> Tuple[Tuple[float, float, int], NetworkSpec]:
-    """For any phi: the eq. 3 multipliers ``(depth, width, resolution)`` and the rounded network."""
-    mults = compound_scaling(phi, alpha, beta, gamma)
-    return mults, build_network_spec(dict(phi=phi, alpha=alpha, beta=beta, gamma=gamma))
 
 
