@@ -5,7 +5,7 @@
 # pairs B0 with 512 (D0), i.e. each backbone at its own compound-scaled resolution.
 _base_ = ['./retinanet_effb3_fpn_crop896_8x4_1x_coco.py']
 from mmeffnet.arch import build_network_spec  # noqa: E402
-from mmeffnet.datasets.det_pipelines import retinanet_pipelines  # noqa: E402
+from mmeffnet.config.fragments.detection import retinanet_pipelines  # noqa: E402
 
 backbone_arch = 'b0'
 backbone_out_indices = (3, 4, 5)
@@ -17,8 +17,8 @@ backbone_checkpoint = ('https://download.openmmlab.com/mmclassification/v0/effic
 image_size = (512, 512)
 model = dict(
     data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=image_size)]),
-    backbone=dict(arch=backbone_arch,
-                  init_cfg=dict(type='Pretrained', prefix='backbone', checkpoint=backbone_checkpoint)),
+    backbone=dict(
+        arch=backbone_arch, init_cfg=dict(type='Pretrained', prefix='backbone', checkpoint=backbone_checkpoint)),
     neck=dict(in_channels=backbone_channels))
 
 train_pipeline, test_pipeline = retinanet_pipelines(image_size, {{_base_.backend_args}})

@@ -14,7 +14,7 @@ _base_ = [
 ]
 # The neck's input channels are read from the scaled network, not typed in by hand.
 from mmeffnet.arch import build_network_spec  # noqa: E402
-from mmeffnet.datasets.det_pipelines import retinanet_pipelines  # noqa: E402
+from mmeffnet.config.fragments.detection import retinanet_pipelines  # noqa: E402
 
 custom_imports = dict(imports=['mmeffnet', 'mmeffnet.datasets.det_coco'], allow_failed_imports=False)
 
@@ -61,10 +61,9 @@ model = dict(
     train_cfg=dict(assigner=dict(neg_iou_thr=0.5)))
 
 # dataset settings (data_root and files as in mmdet: data/coco/annotations/instances_{train,val}2017.json)
-dataset_type = 'CheckedCocoDataset'
+dataset_type = 'mmeffnet.CheckedCocoDataset'
 train_pipeline, test_pipeline = retinanet_pipelines(image_size, {{_base_.backend_args}})
-train_dataloader = dict(
-    batch_size=4, num_workers=4, dataset=dict(type=dataset_type, pipeline=train_pipeline))
+train_dataloader = dict(batch_size=4, num_workers=4, dataset=dict(type=dataset_type, pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(type=dataset_type, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 

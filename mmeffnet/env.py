@@ -42,8 +42,8 @@ def collect_env() -> Dict[str, str]:
     for name in ('torchvision', 'mmcv'):
         info[name] = _version(name)
     info['mmcv ops'] = _mmcv_ops()
-    for name, module in (('mmengine', 'mmengine'), ('mmdet', 'mmdet'), ('mmseg', 'mmseg'),
-                         ('mmpretrain', 'mmpretrain'), ('mmeffnet', 'mmeffnet'), ('numpy', 'numpy')):
+    for name, module in (('mmengine', 'mmengine'), ('mmdet', 'mmdet'), ('mmseg', 'mmseg'), ('mmpretrain', 'mmpretrain'),
+                         ('mmeffnet', 'mmeffnet'), ('numpy', 'numpy')):
         info[name] = _version(module)
     return info
 

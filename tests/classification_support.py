@@ -44,8 +44,12 @@ def draw_shape(canvas: np.ndarray, shape: str, box: Box, colour) -> None:
         raise ValueError(shape)
 
 
-def shape_image(rng: np.random.Generator, label: int, size: int = 64, blank: bool = False,
-                grey: bool = False, box_frac: Tuple[float, float] = (0.35, 0.6)) -> Tuple[np.ndarray, Box]:
+def shape_image(rng: np.random.Generator,
+                label: int,
+                size: int = 64,
+                blank: bool = False,
+                grey: bool = False,
+                box_frac: Tuple[float, float] = (0.35, 0.6)) -> Tuple[np.ndarray, Box]:
     """An RGB image of class ``label``'s shape at a random place; ``blank`` gives a flat black
     background (else mild noise), ``grey`` a white shape (the class is then the form alone)."""
     if blank:
@@ -66,8 +70,12 @@ def write_rgb(path: str, rgb: np.ndarray) -> None:
         raise OSError(path)
 
 
-def write_imagenet(root: str, num_classes: int = 6, train_per_class: int = 8, val_per_class: int = 4,
-                   size: int = 64, seed: int = 0) -> Dict[str, object]:
+def write_imagenet(root: str,
+                   num_classes: int = 6,
+                   train_per_class: int = 8,
+                   val_per_class: int = 4,
+                   size: int = 64,
+                   seed: int = 0) -> Dict[str, object]:
     """ImageNet's layout: ``train/<wnid>/<wnid>_<i>.JPEG``, flat ``val/*.JPEG`` listed with their
     labels in ``meta/val.txt``, and ``meta/classes.txt``. Returns the paths and class names."""
     rng = np.random.default_rng(seed)
@@ -90,7 +98,10 @@ def write_imagenet(root: str, num_classes: int = 6, train_per_class: int = 8, va
     return dict(root=root, wnids=wnids, classes=list(SHAPES[:num_classes]), classes_file=classes_file)
 
 
-def write_cifar(root: str, kind: str = 'cifar10', train_size: int = 40, test_size: int = 20,
+def write_cifar(root: str,
+                kind: str = 'cifar10',
+                train_size: int = 40,
+                test_size: int = 20,
                 seed: int = 0) -> List[int]:
     """CIFAR's python archive as extracted under ``root``: ``cifar-10-batches-py/data_batch_1..5,
     test_batch, batches.meta`` or ``cifar-100-python/train, test, meta`` (uint8 rows of 3072 values,
@@ -128,8 +139,12 @@ def write_cifar(root: str, kind: str = 'cifar10', train_size: int = 40, test_siz
     return list(range(len(SHAPES)))
 
 
-def small_imagenet_config(path: str, data: Dict[str, object], img_size: int = 64, batch_size: int = 4,
-                          max_epochs: int = 1, extra: str = '') -> str:
+def small_imagenet_config(path: str,
+                          data: Dict[str, object],
+                          img_size: int = 64,
+                          batch_size: int = 4,
+                          max_epochs: int = 1,
+                          extra: str = '') -> str:
     """A config inheriting the real B0 recipe config, at ``img_size`` on the generated data.
 
     ``extra`` is appended as config text: a top-level ``model = dict(...)`` or ``train_cfg = ...``
@@ -139,7 +154,7 @@ def small_imagenet_config(path: str, data: Dict[str, object], img_size: int = 64
     base = osp.join(CONFIGS, 'classification', 'efficientnet-b0_8xb256-rmsprop_in1k.py')
     text = textwrap.dedent(f'''\
         _base_ = [{base!r}]
-        from mmeffnet.datasets.cls_variants import tf_test_pipeline, tf_train_pipeline
+        from mmeffnet.config.fragments.classification import tf_test_pipeline, tf_train_pipeline
         img_size = {img_size}
         data_root = {data['root']!r}
         classes = {data['classes_file']!r}
@@ -190,6 +205,7 @@ def build_classifier(config: str, **model_overrides):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
     import mmeffnet.models.heads  # noqa: F401
     init_default_scope('mmpretrain')
     cfg = Config.fromfile(config)

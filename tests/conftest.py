@@ -34,8 +34,12 @@ def ade_sample() -> str:
 def run_tool(*args: str, timeout: int = 900, check: bool = True, env: dict = None) -> subprocess.CompletedProcess:
     """Run ``python tools/<args>`` from the repo root as a real process; return the result."""
     full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    proc = subprocess.run([sys.executable, *args],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout,
+                          env=full_env)
     if check and proc.returncode != 0:
         raise AssertionError(f'{" ".join(args)} exited {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\n'
                              f'STDERR:\n{proc.stderr[-4000:]}')

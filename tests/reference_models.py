@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
-from conftest import SHARED_DATA
 
+from conftest import SHARED_DATA
 from mmeffnet.arch import build_network_spec
 
 COCO_IMAGE = osp.join(SHARED_DATA, 'coco_mini', 'train2017', '000000000790.jpg')
@@ -49,8 +49,10 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
 def capture(modules: Dict[int, nn.Module], run) -> Dict[int, torch.Tensor]:
     """The output of each of ``modules`` (by level) while ``run()`` executes, and ``run()``'s result."""
     store = {}
-    handles = [module.register_forward_hook(lambda m, i, o, level=level: store.__setitem__(level, o))
-               for level, module in modules.items()]
+    handles = [
+        module.register_forward_hook(lambda m, i, o, level=level: store.__setitem__(level, o))
+        for level, module in modules.items()
+    ]
     try:
         result = run()
     finally:

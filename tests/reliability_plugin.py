@@ -37,7 +37,7 @@ def install_pause_after_iter(iteration: int) -> None:
 
 
 def install_pause_in_save(save_number: int) -> None:
-    from mmeffnet.runtime import checkpointing
+    from mmeffnet.checkpoint import atomic_write
     real_fsync, seen = os.fsync, []
 
     def fsync_then_maybe_pause(fd):
@@ -47,12 +47,12 @@ def install_pause_in_save(save_number: int) -> None:
         except OSError:
             return
         name = os.path.basename(path)
-        if name.endswith(checkpointing.TEMP_SUFFIX) and '.pth.' in name:
+        if name.endswith(atomic_write.TEMP_SUFFIX) and '.pth.' in name:
             seen.append(path)
             if len(seen) == save_number:
                 _pause(path)
 
-    checkpointing.os.fsync = fsync_then_maybe_pause  # the os module: only this process, only in tests
+    atomic_write.os.fsync = fsync_then_maybe_pause  # the os module: only this process, only in tests
 
 
 if __name__ == '__main__':

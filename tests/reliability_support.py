@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from conftest import CONFIGS, REPO
+from mmeffnet.checkpoint import safe_torch_load
 from mmeffnet.datasets.synthetic_shapes import SHAPES, ShapesSpec, write_shapes_coco
-from mmeffnet.runtime.safe_load import safe_torch_load
 
 RECIPE = osp.join(CONFIGS, 'retinanet_effb3_fpn_crop896_8x4_1x_coco.py')
 CLASSES = SHAPES[:3]
@@ -40,14 +40,19 @@ def make_shapes_data(root: str, num_train: int = 8, num_val: int = 2, same_boxes
         with open(ann_file) as f:
             data = json.load(f)
         first = [a for a in data['annotations'] if a['image_id'] == data['images'][0]['id']]
-        data['annotations'] = [dict(a, id=i * len(first) + j + 1, image_id=img['id'])
-                               for i, img in enumerate(data['images']) for j, a in enumerate(first)]
+        data['annotations'] = [
+            dict(a, id=i * len(first) + j + 1, image_id=img['id']) for i, img in enumerate(data['images'])
+            for j, a in enumerate(first)
+        ]
         with open(ann_file, 'w') as f:
             json.dump(data, f)
     return root
 
 
-def recipe_overrides(data_root: str, max_epochs: int = 3, batch_size: int = 2, arch: str = 'b0',
+def recipe_overrides(data_root: str,
+                     max_epochs: int = 3,
+                     batch_size: int = 2,
+                     arch: str = 'b0',
                      extra: Optional[Dict[str, str]] = None) -> List[str]:
     """``--cfg-options`` arguments that shrink the recipe to a test run on ``data_root``."""
     size = f'({IMAGE},{IMAGE})'
@@ -55,13 +60,15 @@ def recipe_overrides(data_root: str, max_epochs: int = 3, batch_size: int = 2, a
     neck = {'b0': '[40,112,320]', 'b3': '[48,136,384]'}[arch]
     root = data_root.rstrip('/') + '/'
     opts = {
-        'model.backbone.arch': arch, 'model.neck.in_channels': neck,
+        'model.backbone.arch': arch,
+        'model.neck.in_channels': neck,
         'model.backbone.init_cfg': 'None',  # no ImageNet download in tests
         'model.bbox_head.num_classes': str(len(CLASSES)),
         'model.data_preprocessor.batch_augments.0.size': size,
         'train_dataloader.dataset.pipeline.2.scale': size,
         'train_dataloader.dataset.pipeline.3.crop_size': size,
-        'train_dataloader.batch_size': str(batch_size), 'train_dataloader.num_workers': '0',
+        'train_dataloader.batch_size': str(batch_size),
+        'train_dataloader.num_workers': '0',
         'train_dataloader.persistent_workers': 'False',
         'train_dataloader.dataset.data_root': root,
         'train_dataloader.dataset.ann_file': 'annotations/instances_train.json',
@@ -69,14 +76,16 @@ def recipe_overrides(data_root: str, max_epochs: int = 3, batch_size: int = 2, a
         'train_dataloader.dataset.metainfo.classes': classes,
         'train_cfg.max_epochs': str(max_epochs),
         'param_scheduler.0.end': '4',  # warm-up over the first 4 iterations
-        'param_scheduler.1.end': str(max_epochs), 'param_scheduler.1.milestones': '[2]',
+        'param_scheduler.1.end': str(max_epochs),
+        'param_scheduler.1.milestones': '[2]',
         'default_hooks.logger.interval': '1',
         'randomness.seed': '0',
     }
     for split in ('val', 'test'):
         opts.update({
             f'{split}_dataloader.dataset.pipeline.1.scale': size,
-            f'{split}_dataloader.batch_size': '2', f'{split}_dataloader.num_workers': '0',
+            f'{split}_dataloader.batch_size': '2',
+            f'{split}_dataloader.num_workers': '0',
             f'{split}_dataloader.persistent_workers': 'False',
             f'{split}_dataloader.dataset.data_root': root,
             f'{split}_dataloader.dataset.ann_file': 'annotations/instances_val.json',
@@ -97,8 +106,12 @@ def tool_env(**extra: str) -> dict:
 def start_tool(args: List[str], log_path: str, **env: str) -> subprocess.Popen:
     """Start ``python <args>`` from the repo root in its own process group; output to ``log_path``."""
     log = open(log_path, 'w')
-    return subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONPATH=REPO, **tool_env(**env)), start_new_session=True)
+    return subprocess.Popen([sys.executable, *args],
+                            cwd=REPO,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONPATH=REPO, **tool_env(**env)),
+                            start_new_session=True)
 
 
 def run_script(*args: str, env: Optional[dict] = None, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -116,8 +129,8 @@ def wait_for_file(path: str, proc: subprocess.Popen, log_path: str, timeout: flo
     deadline = time.monotonic() + timeout
     while not osp.exists(path):
         if proc.poll() is not None:
-            raise AssertionError(f'the tool exited ({proc.returncode}) before {path} appeared:\n'
-                                 + open(log_path).read()[-5000:])
+            raise AssertionError(f'the tool exited ({proc.returncode}) before {path} appeared:\n' +
+                                 open(log_path).read()[-5000:])
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f'{path} did not appear within {timeout}s:\n' + open(log_path).read()[-5000:])
@@ -166,7 +179,7 @@ def assert_same_tensors(a, b, what: str, atol: float = 0.0, rtol: float = 0.0) -
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same_tensors(x, y, f'{what}[{i}]', atol, rtol)
     elif isinstance(a, (torch.Tensor, np.ndarray)):
-        torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), atol=atol, rtol=rtol,
-                                   msg=lambda m: f'{what}: {m}')
+        torch.testing.assert_close(
+            torch.as_tensor(a), torch.as_tensor(b), atol=atol, rtol=rtol, msg=lambda m: f'{what}: {m}')
     else:
         assert a == b, f'{what}: {a!r} != {b!r}'

@@ -33,8 +33,11 @@ import torch
 from conftest import REPO, run_tool
 from reliability_support import RECIPE, make_shapes_data, recipe_overrides, tool_env
 
-TOOLS = {'train': 'tools/train.py', 'test': 'tools/test.py',
-         'convert': 'tools/model_converters/convert_efficientnet.py'}
+TOOLS = {
+    'train': 'tools/train.py',
+    'test': 'tools/test.py',
+    'convert': 'tools/model_converters/convert_efficientnet.py'
+}
 
 
 # --- hostile and broken files --------------------------------------------------------------------
@@ -50,8 +53,14 @@ class _Exploit:
 
 def write_torch_exploit(path: str, marker: str) -> str:
     """A torch.save zip whose pickle would execute code (a checkpoint-looking dict)."""
-    torch.save({'state_dict': {'backbone.w': torch.zeros(1)}, 'meta': dict(epoch=1, iter=4),
-                'payload': _Exploit(marker)}, path)
+    torch.save(
+        {
+            'state_dict': {
+                'backbone.w': torch.zeros(1)
+            },
+            'meta': dict(epoch=1, iter=4),
+            'payload': _Exploit(marker)
+        }, path)
     return path
 
 
@@ -168,9 +177,11 @@ CASES: List[Case] = []
 
 
 def case(entry: str, tool: str, outcome: str = 'error', slow: bool = False):
+
     def register(make):
         CASES.append(Case(make.__name__, entry, tool, make, outcome, slow))
         return make
+
     return register
 
 
@@ -260,8 +271,9 @@ def amp_without_accelerator(c):
     from mmengine.device import get_device
     if get_device() != 'cpu':
         pytest.skip(f'this machine has a {get_device()} device: --amp is valid here')
-    return c.train('--amp'), ["optim_wrapper.type='AmpOptimWrapper' (--amp)", 'CUDA, NPU, MLU or MUSA',
-                              'train without --amp']
+    return c.train('--amp'), [
+        "optim_wrapper.type='AmpOptimWrapper' (--amp)", 'CUDA, NPU, MLU or MUSA', 'train without --amp'
+    ]
 
 
 @case('config', 'train')
@@ -296,8 +308,9 @@ def frozen_stages_out_of_range(c):
 
 @case('config', 'train')
 def drop_path_schedule_unknown(c):
-    return c.train(**{'model.backbone.drop_path_schedule': 'cosine'}), ["drop_path_schedule='cosine'",
-                                                                        "('linspace', 'tf')"]
+    return c.train(**{'model.backbone.drop_path_schedule': 'cosine'}), [
+        "drop_path_schedule='cosine'", "('linspace', 'tf')"
+    ]
 
 
 @case('config', 'train')
@@ -362,8 +375,9 @@ def resume_weights_only_checkpoint(c):
 
 @case('checkpoint', 'train')
 def resume_wrong_model(c):
-    return c.train('--resume', c.other_model_ckpt), [f'checkpoint {c.other_model_ckpt} does not fit',
-                                                     'unexpected keys', 'shape mismatches']
+    return c.train('--resume', c.other_model_ckpt), [
+        f'checkpoint {c.other_model_ckpt} does not fit', 'unexpected keys', 'shape mismatches'
+    ]
 
 
 @case('checkpoint', 'train')
@@ -373,14 +387,18 @@ def resume_auto_with_only_damaged_checkpoints(c):
     write_truncated(osp.join(work, 'epoch_2.pth'), c.good_ckpt)
     write_random_bytes(osp.join(work, 'epoch_1.pth'))
     open(osp.join(work, 'last_checkpoint'), 'w').write(osp.join(work, 'epoch_2.pth'))
-    return c.train('--resume'), [f'--resume found no usable checkpoint in {work}', osp.join(work, 'epoch_1.pth'),
-                                 osp.join(work, 'epoch_2.pth')]
+    return c.train('--resume'), [
+        f'--resume found no usable checkpoint in {work}',
+        osp.join(work, 'epoch_1.pth'),
+        osp.join(work, 'epoch_2.pth')
+    ]
 
 
 @case('checkpoint', 'train')
 def load_from_wrong_model(c):
-    return c.train(load_from=c.other_model_ckpt), [f'load_from {c.other_model_ckpt}', 'backbone',
-                                                   'backbone.layers.1.1.depthwise_conv.conv.weight']
+    return c.train(load_from=c.other_model_ckpt), [
+        f'load_from {c.other_model_ckpt}', 'backbone', 'backbone.layers.1.1.depthwise_conv.conv.weight'
+    ]
 
 
 @case('checkpoint', 'train')
@@ -624,8 +642,14 @@ def _recipe_model(arch: str = 'b0', **model: object):
     from mmengine.registry import init_default_scope
     cfg = Config.fromfile(RECIPE)
     neck = {'b0': [40, 112, 320], 'b1': [40, 112, 320]}[arch]
-    cfg.merge_from_dict({'model.backbone.init_cfg': None, 'model.backbone.arch': arch, 'model.neck.in_channels': neck,
-                         'model.bbox_head.num_classes': 3, 'model.backbone.norm_cfg.type': 'BN', **model})
+    cfg.merge_from_dict({
+        'model.backbone.init_cfg': None,
+        'model.backbone.arch': arch,
+        'model.neck.in_channels': neck,
+        'model.bbox_head.num_classes': 3,
+        'model.backbone.norm_cfg.type': 'BN',
+        **model
+    })
     init_default_scope('mmdet')
     from mmdet.registry import MODELS
     torch.manual_seed(0)
@@ -652,8 +676,12 @@ RESULTS: List[Tuple[str, str, str]] = []  # (entry, case id, outcome)
 def test_bad_input(entry: Case, assets, tmp_path):
     data = str(tmp_path / 'shapes')
     shutil.copytree(assets['data'], data)
-    ctx = Ctx(tmp=str(tmp_path), data=data, marker=str(tmp_path / 'PWNED'), good_ckpt=assets['good'],
-              other_model_ckpt=assets['other'])
+    ctx = Ctx(
+        tmp=str(tmp_path),
+        data=data,
+        marker=str(tmp_path / 'PWNED'),
+        good_ckpt=assets['good'],
+        other_model_ckpt=assets['other'])
     argv, fragments = entry.make(ctx)
     code, stderr = run_in_process(entry.tool, argv)
     assert not osp.exists(ctx.marker), 'pickled code was executed'
@@ -698,8 +726,11 @@ def _recipe_dataset(data: str, split: str):
     cfg = Config.fromfile(RECIPE)
     ds = (cfg.train_dataloader if split == 'train' else cfg.val_dataloader).dataset
     folder = 'train' if split == 'train' else 'val'
-    ds.update(data_root=data + '/', ann_file=f'annotations/instances_{folder}.json', data_prefix=dict(img=f'{folder}/'),
-              metainfo=dict(classes=('circle', 'square', 'triangle')))
+    ds.update(
+        data_root=data + '/',
+        ann_file=f'annotations/instances_{folder}.json',
+        data_prefix=dict(img=f'{folder}/'),
+        metainfo=dict(classes=('circle', 'square', 'triangle')))
     for step in ds.pipeline:  # the 896-pixel recipe shrunk to the 64-pixel shapes
         for key in ('scale', 'crop_size'):
             if key in step:
@@ -723,7 +754,10 @@ def test_corrupt_jpeg_and_png_are_a_documented_skip_in_the_recipe_pipeline(split
     monkeypatch.setattr(det_coco, '_warn', warnings.append)
     dataset = _recipe_dataset(data, split)
     samples = [dataset[i] for i in range(len(dataset))]
-    assert all(s is not None and tuple(s['inputs'].shape[-2:]) == (64, 64) for s in samples)
+    assert all(s is not None for s in samples)
+    # training resizes the 64 px images by 0.8-1.2 and crops to 64, so a side ends in [51, 64]
+    low = 51 if split == 'train' else 64
+    assert all(low <= side <= 64 for s in samples for side in s['inputs'].shape[-2:])
     assert dataset.unreadable_images == set(bad)
     assert len(warnings) == 2 and all(f'image {path}' in w for path, w in zip(bad, warnings))
     if split == 'train':

@@ -5,12 +5,10 @@ import os
 
 import pytest
 import torch
-from reference_models import ODD, lukemelas_ref, real_image, reference_outputs, timm_ref, torchvision_ref
 
-import mmeffnet  # noqa: F401  (safe checkpoint loading)
 from mmeffnet import EfficientNet
-from mmeffnet.converters import convert_checkpoint, save_converted
-from mmeffnet.models.checkpoint import CheckpointMismatchError, CheckpointReadError
+from mmeffnet.checkpoint import CheckpointMismatchError, CheckpointReadError, convert_checkpoint, save_converted
+from reference_models import ODD, lukemelas_ref, real_image, reference_outputs, timm_ref, torchvision_ref
 
 
 def pretrained(checkpoint, prefix=None, **kwargs) -> EfficientNet:
@@ -144,8 +142,9 @@ def test_prefix_on_a_bare_foreign_state_dict_says_to_drop_it(tmp_path):
     ref, _ = torchvision_ref('efficientnet_b0')
     path = tmp_path / 'tv.pth'
     torch.save(ref.state_dict(), path)
-    with pytest.raises(CheckpointMismatchError,
-                       match=r"\['classifier', 'features'\] \(it is a bare torchvision-layout backbone state dict"):
+    with pytest.raises(
+            CheckpointMismatchError,
+            match=r"\['classifier', 'features'\] \(it is a bare torchvision-layout backbone state dict"):
         pretrained(path, prefix='backbone')
 
 
@@ -159,8 +158,8 @@ def test_padding_and_eps_mismatch_are_logged_and_matter(tmp_path):
     x = real_image(*ODD)
     right = pretrained(out, prefix='backbone', padding='same')
     with LogRecords() as log:
-        wrong = pretrained(out, prefix='backbone', padding='symmetric',
-                           norm_cfg=dict(type='BN', eps=1e-5, momentum=0.01))
+        wrong = pretrained(
+            out, prefix='backbone', padding='symmetric', norm_cfg=dict(type='BN', eps=1e-5, momentum=0.01))
     assert any("made for padding='same' but the backbone uses padding='symmetric'" in m for m in log.messages)
     assert any('made for BN eps=0.001' in m and 'eps=1e-05' in m for m in log.messages)
     with torch.no_grad():
@@ -181,6 +180,7 @@ def test_code_executing_pickle_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / 'pwned'
 
     class Exploit:
+
         def __reduce__(self):
             return (os.system, (f'touch {marker}', ))
 
@@ -203,10 +203,12 @@ def test_unreadable_checkpoints_give_a_clear_error(tmp_path, kind):
         torch.save([torch.zeros(3)], path)
     elif kind == 'no-tensors':
         torch.save({'state_dict': {'epoch': 3}}, path)
-    error, pattern = {'text': (CheckpointReadError, 'cannot load checkpoint .*bad.pth'),
-                      'truncated': (CheckpointReadError, 'cannot load checkpoint .*bad.pth'),
-                      'not-a-dict': (CheckpointMismatchError, 'bad.pth holds a list, not a dict of tensors'),
-                      'no-tensors': (CheckpointMismatchError, r"bad.pth contains no tensors \(keys: \['epoch'\]\)"),
-                      'missing': (FileNotFoundError, 'checkpoint file not found: .*bad.pth')}[kind]
+    error, pattern = {
+        'text': (CheckpointReadError, 'cannot load checkpoint .*bad.pth'),
+        'truncated': (CheckpointReadError, 'cannot load checkpoint .*bad.pth'),
+        'not-a-dict': (CheckpointMismatchError, 'bad.pth holds a list, not a dict of tensors'),
+        'no-tensors': (CheckpointMismatchError, r"bad.pth contains no tensors \(keys: \['epoch'\]\)"),
+        'missing': (FileNotFoundError, 'checkpoint file not found: .*bad.pth')
+    }[kind]
     with pytest.raises(error, match=pattern):
         pretrained(path)

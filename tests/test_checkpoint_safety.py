@@ -1,20 +1,22 @@
-"""mmengine checkpoints on torch >= 2.6: resume works with weights_only=True; hostile files don't load."""
+"""mmengine checkpoints on torch >= 2.6: resume works with weights_only=True once a run opts in to our
+loader (it is never installed behind anyone's back, and always restored); hostile files don't load."""
 import os
-import pickle
 
 import pytest
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 from torch.utils.data import Dataset
 
-import mmeffnet  # noqa: F401  (installs the safe loader)
 from mmeffnet import EfficientNet
-from mmeffnet.runtime.safe_load import safe_torch_load
+from mmeffnet.checkpoint import safe_torch_load
+from mmeffnet.runtime import install_safe_checkpoint_loading, safe_checkpoint_loading, uninstall_safe_checkpoint_loading
 
 
 class TinyClassifier(BaseModel):
+
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)  # built before the Runner seeds anything
@@ -29,6 +31,7 @@ class TinyClassifier(BaseModel):
 
 
 class RandomImages(Dataset):
+
     def __len__(self):
         return 8
 
@@ -38,14 +41,24 @@ class RandomImages(Dataset):
 
 
 def _runner(work_dir, max_epochs, resume=False):
+    # the config way to opt in: mmeffnet's hook installs the safe loader for the run
+    safe_loading = [dict(type='mmeffnet.SafeCheckpointLoadingHook')] if resume else []
     return Runner(
-        model=TinyClassifier(), work_dir=str(work_dir), randomness=dict(seed=0),
-        train_dataloader=dict(dataset=RandomImages(), batch_size=4, collate_fn=dict(type='default_collate'),
-                              sampler=dict(type='DefaultSampler', shuffle=True)),
+        model=TinyClassifier(),
+        work_dir=str(work_dir),
+        randomness=dict(seed=0),
+        train_dataloader=dict(
+            dataset=RandomImages(),
+            batch_size=4,
+            collate_fn=dict(type='default_collate'),
+            sampler=dict(type='DefaultSampler', shuffle=True)),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
         param_scheduler=dict(type='MultiStepLR', milestones=[1], gamma=0.1, by_epoch=True),
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs), resume=resume,
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)), default_scope='mmengine')
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        resume=resume,
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
+        custom_hooks=safe_loading,
+        default_scope='mmengine')
 
 
 def test_runner_checkpoint_resumes_under_weights_only(tmp_path):
@@ -66,6 +79,7 @@ def test_runner_checkpoint_resumes_under_weights_only(tmp_path):
 
     resumed = _runner(interrupted, max_epochs=2, resume=True)
     resumed.train()
+    assert _local_loader() is load_from_local, 'the hook did not put mmengine\'s loader back after the run'
     assert resumed.epoch == 2 and resumed.iter == 4  # continued from epoch 1 (2 iters/epoch)
     assert resumed.optim_wrapper.get_lr()['lr'][0] == pytest.approx(0.005)  # scheduler state restored
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
@@ -73,8 +87,9 @@ def test_runner_checkpoint_resumes_under_weights_only(tmp_path):
 
 
 class _Exploit:
+
     def __reduce__(self):
-        return (os.system, ('echo pwned > /tmp/mmeffnet_pwned',))
+        return (os.system, ('echo pwned > /tmp/mmeffnet_pwned', ))
 
 
 def test_pickle_that_executes_code_is_refused(tmp_path):
@@ -98,3 +113,39 @@ def test_garbage_files_give_a_clear_error(tmp_path, content):
 def test_missing_checkpoint_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         safe_torch_load(str(tmp_path / 'nope.pth'))
+
+
+def _local_loader():
+    return CheckpointLoader._schemes['']
+
+
+def test_safe_loading_is_installed_only_inside_the_block_and_restored():
+    assert _local_loader() is load_from_local  # importing mmeffnet did not replace it
+    with safe_checkpoint_loading():
+        assert _local_loader() is safe_torch_load
+        with safe_checkpoint_loading():  # nested: still ours after the inner block
+            pass
+        assert _local_loader() is safe_torch_load
+    assert _local_loader() is load_from_local
+
+    install_safe_checkpoint_loading()
+    install_safe_checkpoint_loading()  # idempotent
+    try:
+        assert _local_loader() is safe_torch_load
+    finally:
+        uninstall_safe_checkpoint_loading()
+    assert _local_loader() is load_from_local
+
+
+def test_safe_loading_never_replaces_another_packages_loader():
+
+    def theirs(filename, map_location=None):
+        return {}
+
+    CheckpointLoader.register_scheme(prefixes='', loader=theirs, force=True)
+    try:
+        with pytest.raises(RuntimeError, match='another package replaced it'):
+            install_safe_checkpoint_loading()
+        assert _local_loader() is theirs
+    finally:
+        CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)

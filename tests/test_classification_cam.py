@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from classification_support import (ONE_THREAD, SHAPES, draw_shape, small_imagenet_config,
-                                    write_imagenet, write_rgb, write_zoo_like_checkpoint)
 from classification_support import one_thread  # noqa: F401  (autouse fixture: one thread)
+from classification_support import (ONE_THREAD, SHAPES, draw_shape, small_imagenet_config, write_imagenet, write_rgb,
+                                    write_zoo_like_checkpoint)
 from conftest import run_tool
 
 
@@ -89,26 +89,41 @@ def test_cam_of_a_chosen_class_and_bad_target(shapes_setup):
 
 def test_cam_tool_writes_models_side_by_side_with_top5(shapes_setup, tmp_path):
     from mmeffnet.analysis.cam import GAP, PANEL_MIN_SIZE, TITLE_HEIGHT
+
     # A second model at another input size (64 px), as Figure 7 compares networks of several sizes.
-    data = dict(root=osp.dirname(osp.dirname(shapes_setup['config'])) + '/imagenet',
-                classes=shapes_setup['classes'],
-                classes_file=osp.join(osp.dirname(shapes_setup['config']), 'imagenet', 'meta', 'classes.txt'))
+    data = dict(
+        root=osp.dirname(osp.dirname(shapes_setup['config'])) + '/imagenet',
+        classes=shapes_setup['classes'],
+        classes_file=osp.join(osp.dirname(shapes_setup['config']), 'imagenet', 'meta', 'classes.txt'))
     small = small_imagenet_config(str(tmp_path / 'b0_64px.py'), data, img_size=64)
     out = str(tmp_path / 'figure' / 'cam.png')
-    proc = run_tool('tools/analysis/cam.py', shapes_setup['image'],
-                    '--model', shapes_setup['config'], shapes_setup['checkpoint'], 'B0@128',
-                    '--model', small, shapes_setup['checkpoint'], 'B0@64', '--out', out, env=ONE_THREAD)
+    proc = run_tool(
+        'tools/analysis/cam.py',
+        shapes_setup['image'],
+        '--model',
+        shapes_setup['config'],
+        shapes_setup['checkpoint'],
+        'B0@128',
+        '--model',
+        small,
+        shapes_setup['checkpoint'],
+        'B0@64',
+        '--out',
+        out,
+        env=ONE_THREAD)
     figure = cv2.imread(out)
     assert figure is not None, proc.stdout
     # The input and two CAM panels of PANEL_MIN_SIZE (the 128 px view enlarged), with gaps.
     assert figure.shape[1] == GAP + 3 * (PANEL_MIN_SIZE + GAP)
     assert figure.shape[0] > TITLE_HEIGHT + PANEL_MIN_SIZE + 5 * 18
     for label in ('B0@128', 'B0@64'):
-        line = next(l for l in proc.stdout.splitlines() if l.startswith(label + ':'))
+        line = next(row for row in proc.stdout.splitlines() if row.startswith(label + ':'))
         assert 'top-5:' in line and sum(name in line for name in SHAPES) == 5, line
     # The CAM panels are coloured (JET heat), the input panel is the black/green image.
     y0 = TITLE_HEIGHT
-    panel = lambda i: figure[y0:y0 + PANEL_MIN_SIZE, GAP + i * (PANEL_MIN_SIZE + GAP):][:, :PANEL_MIN_SIZE]
+
+    def panel(i):
+        return figure[y0:y0 + PANEL_MIN_SIZE, GAP + i * (PANEL_MIN_SIZE + GAP):][:, :PANEL_MIN_SIZE]
+
     assert panel(0)[..., 0].max() < 80  # input: no blue
     assert panel(1)[..., 0].max() > 100 and panel(2)[..., 0].max() > 100  # JET's cold end is blue
-

@@ -13,9 +13,8 @@ import pytest
 import yaml
 from mmengine.config import Config
 
-from mmeffnet.arch import ARCHS, build_network_spec
-
 from conftest import CONFIGS, REPO
+from mmeffnet.arch import ARCHS, build_network_spec
 
 CLS = osp.join(CONFIGS, 'classification')
 RECIPE = osp.join(CLS, '_base_', 'efficientnet_tf-recipe_in1k.py')
@@ -71,11 +70,11 @@ def test_training_config_is_the_papers_recipe(path):
     assert cfg.train_dataloader.batch_size == per_gpu
     # Section 5.2 of the paper.
     opt = cfg.optim_wrapper.optimizer
-    assert (opt.type, opt.alpha, opt.momentum, opt.weight_decay) == ('RMSpropTF', 0.9, 0.9, 1e-5)
+    assert (opt.type, opt.alpha, opt.momentum, opt.weight_decay) == ('mmeffnet.RMSpropTF', 0.9, 0.9, 1e-5)
     assert opt.lr == 0.256 and cfg.auto_scale_lr == dict(base_batch_size=4096, enable=True)
     assert backbone.norm_cfg.momentum == pytest.approx(1 - 0.99)
     sched = cfg.param_scheduler
-    assert (sched.type, sched.decay_epochs, sched.decay_factor) == ('TFExponentialDecayLR', 2.4, 0.97)
+    assert (sched.type, sched.decay_epochs, sched.decay_factor) == ('mmeffnet.TFExponentialDecayLR', 2.4, 0.97)
     assert sched.by_epoch and sched.convert_to_iter_based
     assert backbone.drop_path_rate == pytest.approx(1 - 0.8)
     assert backbone.get('act_cfg') is None  # SiLU (ReLU6 for Lite), chosen by the backbone
@@ -93,13 +92,22 @@ def test_training_config_is_the_papers_recipe(path):
     assert backbone.norm_cfg.eps == 1e-3 and backbone.padding == 'same'
     mean, std = (127.0, 128.0) if params.lite else (123.675, 58.395)
     assert (cfg.data_preprocessor.mean[0], cfg.data_preprocessor.std[0]) == (mean, std)
-    assert any(h.type == 'ClsDataCheckHook' for h in cfg.custom_hooks)
+    assert any(h.type == 'mmeffnet.ClsDataCheckHook' for h in cfg.custom_hooks)
 
 
 # TF efficientnet_builder.efficientnet_params: (resolution, dropout) per variant, written out here
 # so that the configs are checked against the reference and not only against our ARCHS table.
-TF_PARAMS = {'b0': (224, 0.2), 'b1': (240, 0.2), 'b2': (260, 0.3), 'b3': (300, 0.3), 'b4': (380, 0.4),
-             'b5': (456, 0.4), 'b6': (528, 0.5), 'b7': (600, 0.5), 'b8': (672, 0.5)}
+TF_PARAMS = {
+    'b0': (224, 0.2),
+    'b1': (240, 0.2),
+    'b2': (260, 0.3),
+    'b3': (300, 0.3),
+    'b4': (380, 0.4),
+    'b5': (456, 0.4),
+    'b6': (528, 0.5),
+    'b7': (600, 0.5),
+    'b8': (672, 0.5)
+}
 
 
 @pytest.mark.parametrize('arch', sorted(TF_PARAMS))
@@ -128,7 +136,8 @@ def test_recipe_marks_what_comes_from_the_tf_code():
             start -= 1
         return ' '.join(lines[start:i + 1])
 
-    for fragment in ('warmup_epochs=5', "label_smooth_val=0.1", 'max_epochs=350', 'momentum=1e-4', 'eps=1e-3, weight_decay'):
+    for fragment in ('warmup_epochs=5', "label_smooth_val=0.1", 'max_epochs=350', 'momentum=1e-4',
+                     'eps=1e-3, weight_decay'):
         assert '[TF]' in note_of(fragment), f'{fragment} lacks its [TF] source note'
     for fragment in ('decay_factor=0.97', 'drop_path_rate=0.2', "policies='imagenet'"):
         assert '[paper]' in note_of(fragment), f'{fragment} lacks its [paper] note'
@@ -139,8 +148,8 @@ def test_b0_and_lite0_build_with_the_papers_activation_and_bn_momentum():
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
-    for name, act in (('efficientnet-b0_8xb256-rmsprop_in1k.py', nn.SiLU),
-                      ('efficientnet-lite0_8xb256-rmsprop_in1k.py', nn.ReLU6)):
+    for name, act in (('efficientnet-b0_8xb256-rmsprop_in1k.py', nn.SiLU), ('efficientnet-lite0_8xb256-rmsprop_in1k.py',
+                                                                            nn.ReLU6)):
         cfg = copy.deepcopy(load_config(osp.join(CLS, name)))
         cfg.model.backbone.norm_cfg.type = 'BN'  # SyncBN needs a process group
         model = MODELS.build(cfg.model)
@@ -215,8 +224,8 @@ def test_eval_config_sizes_come_from_archs(path):
 
 # ------------------------------------------------------------------------------------------ transfer
 @pytest.mark.parametrize('path, arch, num_classes, dataset', [
-    ('efficientnet-b0_8xb32-ft_cifar10-224px.py', 'b0', 10, 'OfflineCIFAR10'),
-    ('efficientnet-b0_8xb32-ft_cifar100-224px.py', 'b0', 100, 'OfflineCIFAR100'),
+    ('efficientnet-b0_8xb32-ft_cifar10-224px.py', 'b0', 10, 'mmeffnet.OfflineCIFAR10'),
+    ('efficientnet-b0_8xb32-ft_cifar100-224px.py', 'b0', 100, 'mmeffnet.OfflineCIFAR100'),
     ('efficientnet-b5_8xb8-ft_flowers102-456px.py', 'b5', 102, 'CustomDataset'),
 ])
 def test_transfer_config(path, arch, num_classes, dataset):
@@ -231,8 +240,10 @@ def test_transfer_config(path, arch, num_classes, dataset):
     assert cfg.train_dataloader.dataset.type == cfg.test_dataloader.dataset.type == dataset
     size = ARCHS[arch].resolution
     assert f'{size}px' in path
-    sizes = [t.get('scale', t.get('crop_size')) for t in cfg.test_dataloader.dataset.pipeline
-             if t['type'] in ('Resize', 'EfficientNetCenterCrop')]
+    sizes = [
+        t.get('scale', t.get('crop_size')) for t in cfg.test_dataloader.dataset.pipeline
+        if t['type'] in ('Resize', 'EfficientNetCenterCrop')
+    ]
     assert sizes == [size]
     total_batch = 8 * cfg.train_dataloader.batch_size
     assert cfg.auto_scale_lr.base_batch_size == total_batch

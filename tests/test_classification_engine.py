@@ -4,20 +4,19 @@ mmpretrain model-zoo layout loading into our classifier with identical outputs."
 import math
 import os.path as osp
 
+import mmpretrain
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import mmpretrain
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
 
 import mmeffnet.engine  # noqa: F401
 import mmeffnet.models.heads  # noqa: F401
-from mmeffnet.engine import RMSpropTF, TFExponentialDecayLR, TFExponentialMovingAverage
-
 from conftest import CONFIGS
+from mmeffnet.engine import RMSpropTF, TFExponentialDecayLR, TFExponentialMovingAverage
 
 MMPRETRAIN_CONFIGS = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs')
 
@@ -59,8 +58,8 @@ def test_rmsprop_tf_matches_tf1_update_with_changing_lr_and_weight_decay():
     rng = np.random.default_rng(0)
     w0 = rng.standard_normal((4, 3))
     # Gradients from 1e-3 to 10: both regimes of the epsilon matter.
-    grads = [rng.standard_normal((4, 3)) * 10. ** (i % 5 - 3) for i in range(30)]
-    lrs = [0.05 * 0.97 ** (i // 3) for i in range(30)]
+    grads = [rng.standard_normal((4, 3)) * 10.**(i % 5 - 3) for i in range(30)]
+    lrs = [0.05 * 0.97**(i // 3) for i in range(30)]
     ours = _run(RMSpropTF, w0, grads, lrs, alpha=0.9, momentum=0.9, eps=1e-3, weight_decay=1e-5)
     ref = tf1_rmsprop_reference(w0, grads, lrs, wd=1e-5)
     np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
@@ -70,8 +69,8 @@ def test_rmsprop_tf_matches_timm_rmsprop_tf():
     timm_optim = pytest.importorskip('timm.optim')
     rng = np.random.default_rng(1)
     w0 = rng.standard_normal(50).astype(np.float32)
-    grads = [rng.standard_normal(50).astype(np.float32) * 10. ** (i % 4 - 2) for i in range(25)]
-    lrs = [0.1 * 0.9 ** i for i in range(25)]
+    grads = [rng.standard_normal(50).astype(np.float32) * 10.**(i % 4 - 2) for i in range(25)]
+    lrs = [0.1 * 0.9**i for i in range(25)]
     ours = _run(RMSpropTF, w0, grads, lrs, eps=1e-3, weight_decay=1e-2)
     theirs = _run(timm_optim.RMSpropTF, w0, grads, lrs, alpha=0.9, momentum=0.9, eps=1e-3, weight_decay=1e-2)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
@@ -101,7 +100,7 @@ def test_rmsprop_tf_rejects_bad_values(kwargs, bad):
 def test_rmsprop_tf_builds_from_an_mmpretrain_config():
     from mmpretrain.registry import OPTIMIZERS
     init_default_scope('mmpretrain')
-    opt = OPTIMIZERS.build(dict(type='RMSpropTF', params=[nn.Parameter(torch.zeros(2))], lr=0.256))
+    opt = OPTIMIZERS.build(dict(type='mmeffnet.RMSpropTF', params=[nn.Parameter(torch.zeros(2))], lr=0.256))
     assert isinstance(opt, RMSpropTF)
     assert opt.defaults == dict(lr=0.256, alpha=0.9, momentum=0.9, eps=1e-3, weight_decay=0.)
 
@@ -112,14 +111,21 @@ def tf_learning_rate(step, lr0, steps_per_epoch, decay_epochs=2.4, factor=0.97, 
     warmup_steps = int(warmup_epochs * steps_per_epoch)
     if step < warmup_steps:
         return lr0 * step / warmup_steps
-    return lr0 * factor ** math.floor(step / (steps_per_epoch * decay_epochs))
+    return lr0 * factor**math.floor(step / (steps_per_epoch * decay_epochs))
 
 
 def _scheduler(epoch_length, lr0=0.256, **kwargs):
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr0)
     wrapper = OptimWrapper(opt)
-    cfg = dict(type='TFExponentialDecayLR', decay_epochs=2.4, decay_factor=0.97, warmup_epochs=5,
-               by_epoch=True, convert_to_iter_based=True, end=100, **kwargs)
+    cfg = dict(
+        type='mmeffnet.TFExponentialDecayLR',
+        decay_epochs=2.4,
+        decay_factor=0.97,
+        warmup_epochs=5,
+        by_epoch=True,
+        convert_to_iter_based=True,
+        end=100,
+        **kwargs)
     return wrapper, PARAM_SCHEDULERS.build(cfg, default_args=dict(optimizer=wrapper, epoch_length=epoch_length))
 
 
@@ -143,7 +149,7 @@ def test_lr_schedule_ends_warmup_on_two_decays_and_peaks_below_lr0():
     wrapper, sched = _scheduler(100)
     lrs = [sched.factor_at(s) for s in range(1000)]
     assert lrs[0] == 0 and lrs[250] == pytest.approx(0.5)
-    assert lrs[499] == pytest.approx(499 / 500) and lrs[500] == pytest.approx(0.97 ** 2)
+    assert lrs[499] == pytest.approx(499 / 500) and lrs[500] == pytest.approx(0.97**2)
 
 
 def test_lr_schedule_resumes_from_its_state():
@@ -193,7 +199,7 @@ def test_ema_follows_tf_decay_warmup_and_averages_bn_statistics():
     for k in ('0.weight', '0.bias', '1.running_mean', '1.running_var'):
         torch.testing.assert_close(averaged[k], expected[k], rtol=1e-5, atol=1e-6)
     # Late in training the decay is the configured 0.9999.
-    assert ema.momentum_at(10 ** 6) == pytest.approx(1e-4)
+    assert ema.momentum_at(10**6) == pytest.approx(1e-4)
     assert ema.momentum_at(0) == pytest.approx(1 - 2 / 11)
 
 
@@ -201,8 +207,7 @@ def test_ema_follows_tf_decay_warmup_and_averages_bn_statistics():
 def test_head_dropout_only_in_training_keys_and_tf_init():
     from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
-    head = MODELS.build(dict(type='mmeffnet.EfficientNetClsHead', num_classes=100, in_channels=64,
-                             dropout_rate=0.5))
+    head = MODELS.build(dict(type='mmeffnet.EfficientNetClsHead', num_classes=100, in_channels=64, dropout_rate=0.5))
     head.init_weights()
     assert list(head.state_dict()) == ['fc.weight', 'fc.bias']
     assert head.fc.weight.abs().max() <= 0.1 + 1e-6 and head.fc.weight.abs().max() > 0.09  # 1/sqrt(100)
@@ -225,7 +230,8 @@ def test_mmpretrain_zoo_layout_loads_strictly_and_gives_the_same_logits(arch, tm
     """An mmpretrain EfficientNet classifier (the model-zoo checkpoints' own model) saved and loaded
     into our eval config's classifier: every key fits and the logits are the same."""
     from mmpretrain.registry import MODELS
-    from mmeffnet.models.checkpoint import check_and_load, extract_state_dict, read_checkpoint
+
+    from mmeffnet.checkpoint import check_and_load, extract_state_dict, read_checkpoint
     init_default_scope('mmpretrain')
     theirs_cfg = Config.fromfile(osp.join(MMPRETRAIN_CONFIGS, 'efficientnet', f'efficientnet-{arch}_8xb32_in1k.py'))
     theirs = MODELS.build(theirs_cfg.model).eval()
@@ -261,7 +267,8 @@ def test_mmpretrain_zoo_layout_loads_strictly_and_gives_the_same_logits(arch, tm
         model = ours('same')
         feats, logits = model.extract_feat(x, stage='backbone')[-1], model(x, mode='tensor')
         wrong = ours('symmetric')(x, mode='tensor')  # same weights, PyTorch padding
-    print(f'{arch}: |feature| max {expected_feats.abs().max():.3g}, feature diff {(feats - expected_feats).abs().max():.3g}, '
+    print(f'{arch}: |feature| max {expected_feats.abs().max():.3g}, '
+          f'feature diff {(feats - expected_feats).abs().max():.3g}, '
           f'logit diff {(logits - expected_logits).abs().max():.3g}, with symmetric padding '
           f'{(wrong - expected_logits).abs().max():.3g}')
     # Equal up to float32 summation order (relative to the values' scale) ...

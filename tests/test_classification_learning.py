@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 import torch
 
-from classification_support import (COLOURS, ONE_THREAD, SHAPES, draw_shape, parse_accuracy,
-                                    small_imagenet_config, write_imagenet, write_rgb)
+from classification_support import (COLOURS, ONE_THREAD, SHAPES, draw_shape, parse_accuracy, small_imagenet_config,
+                                    write_imagenet, write_rgb)
 from conftest import run_tool
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ param_scheduler = dict(warmup_epochs=1)
 train_cfg = dict(max_epochs=20, val_interval=5)
 randomness = dict(seed=0)  # repeatable on one machine (the thresholds do not rely on it)
 train_dataloader['dataset']['pipeline'] = [
-    dict(type='LoadImageWithFallback'),
+    dict(type='mmeffnet.LoadImageWithFallback'),
     dict(type='EfficientNetRandomCrop', scale=img_size, crop_padding=32, interpolation='bicubic',
          crop_ratio_range=(0.35, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -58,18 +58,23 @@ train_dataloader['dataset']['pipeline'] = [
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp('learn')
     data = write_imagenet(str(root / 'imagenet'), train_per_class=24, val_per_class=6, size=96)
-    config = small_imagenet_config(str(root / 'b0_96px.py'), data, img_size=96, batch_size=16,
-                                   max_epochs=20, extra=EXTRA)
+    config = small_imagenet_config(
+        str(root / 'b0_96px.py'), data, img_size=96, batch_size=16, max_epochs=20, extra=EXTRA)
     work = root / 'work'
     train = run_tool('tools/train.py', config, '--work-dir', str(work), env=ONE_THREAD, timeout=1500)
-    return dict(config=config, checkpoint=str(work / 'epoch_20.pth'), log=train.stdout + train.stderr,
-                data=data, root=root)
+    return dict(
+        config=config, checkpoint=str(work / 'epoch_20.pth'), log=train.stdout + train.stderr, data=data, root=root)
 
 
 def test_b0_recipe_learns_far_above_chance(trained):
     val_top1, val_top5 = parse_accuracy(trained['log'])
-    test = run_tool('tools/test.py', trained['config'], trained['checkpoint'], '--work-dir',
-                    str(trained['root'] / 'test'), env=ONE_THREAD)
+    test = run_tool(
+        'tools/test.py',
+        trained['config'],
+        trained['checkpoint'],
+        '--work-dir',
+        str(trained['root'] / 'test'),
+        env=ONE_THREAD)
     top1, top5 = parse_accuracy(test.stdout + test.stderr)
     print(f'generated 6-class set, 36 val images: top-1 {top1:.2f}%, top-5 {top5:.2f}% (chance 16.67%)')
     assert (top1, top5) == pytest.approx((val_top1, val_top5), abs=1e-3)
@@ -100,8 +105,10 @@ def cam_on_object_counts(model, cfg, folder, repeats: int = CAM_REPEATS) -> Tupl
                 write_rgb(path, image)
                 cam = compute_cam(model, cfg, path, target=label).cam
                 vx, vy = x1 - 16, y1 - 16  # the box's corner in the view (the crop drops 16 px a side)
-                others = {(ox, oy): cam[4 + oy * 52:40 + oy * 52, 4 + ox * 52:40 + ox * 52].mean()
-                          for ox, oy in quarters if (ox, oy) != (qx, qy)}
+                others = {
+                    (ox, oy): cam[4 + oy * 52:40 + oy * 52, 4 + ox * 52:40 + ox * 52].mean()
+                    for ox, oy in quarters if (ox, oy) != (qx, qy)
+                }
                 on_object = cam[vy:vy + 36, vx:vx + 36].mean()
                 hotter += on_object > others[(1 - qx, 1 - qy)]
                 hottest += on_object > max(others.values())

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from classification_support import (ONE_THREAD, build_classifier, parse_accuracy, shape_image,
-                                    small_imagenet_config, write_cifar, write_imagenet, write_rgb,
-                                    write_zoo_like_checkpoint)
 from classification_support import one_thread  # noqa: F401  (autouse fixture: one thread)
+from classification_support import (ONE_THREAD, build_classifier, parse_accuracy, shape_image, small_imagenet_config,
+                                    write_cifar, write_imagenet, write_rgb, write_zoo_like_checkpoint)
 from conftest import CONFIGS, run_tool
 
 CLS = osp.join(CONFIGS, 'classification')
@@ -44,8 +43,7 @@ def test_b0_recipe_trains_with_tools_train_and_evaluates_with_tools_test(tmp_pat
     assert 'ema_state_dict' in ckpt  # the recipe's model EMA is on
     assert ckpt['meta']['dataset_meta']['classes'] == tuple(data['classes'])
 
-    test = run_tool('tools/test.py', config, str(checkpoint), '--work-dir', str(tmp_path / 'test'),
-                    env=ONE_THREAD)
+    test = run_tool('tools/test.py', config, str(checkpoint), '--work-dir', str(tmp_path / 'test'), env=ONE_THREAD)
     top1, top5 = parse_accuracy(test.stdout + test.stderr)
     # 6 validation images: accuracies are multiples of 100/6, top-5 of 6 classes misses at most one class.
     for value in (top1, top5):
@@ -59,8 +57,8 @@ def test_checkpoint_with_another_class_count_is_a_clear_error_naming_the_backbon
         tmp_path, imagenet_b0_checkpoint):
     """tools/test.py (and the CAM tool) load checkpoints with check_checkpoint_fits: a 1000-class
     ImageNet checkpoint for a 6-class model is refused with a message that says what to do."""
-    from mmeffnet.models.checkpoint import CheckpointMismatchError
-    from mmeffnet.runtime.checkpointing import check_checkpoint_fits
+    from mmeffnet.checkpoint import CheckpointMismatchError
+    from mmeffnet.runtime.load_checks import check_checkpoint_fits
     data = write_imagenet(str(tmp_path / 'imagenet'), train_per_class=1, val_per_class=1)
     config = small_imagenet_config(str(tmp_path / 'b0.py'), data)
     model, _ = build_classifier(config)
@@ -78,7 +76,8 @@ def _cifar_config(tmp_path, name: str, data_root: str, checkpoint: str) -> str:
     """The real transfer config with the generated data, a stand-in ImageNet checkpoint and two steps."""
     path = str(tmp_path / f'small_{name}')
     with open(path, 'w') as f:
-        f.write(textwrap.dedent(f'''\
+        f.write(
+            textwrap.dedent(f'''\
             _base_ = [{osp.join(CLS, name)!r}]
             model = dict(backbone=dict(init_cfg=dict(checkpoint={checkpoint!r})))
             data = dict(data_root={data_root!r}, verify_md5=False)  # generated, not the official files
@@ -91,14 +90,16 @@ def _cifar_config(tmp_path, name: str, data_root: str, checkpoint: str) -> str:
     return path
 
 
-@pytest.mark.parametrize('name, kind, num_classes', [
-    ('efficientnet-b0_8xb32-ft_cifar10-224px.py', 'cifar10', 10),
-    # The same run with the CIFAR-100 reader and a 100-class head: slow (the fast test below reads
-    # the CIFAR-100 pickles through the config's dataset).
-    pytest.param('efficientnet-b0_8xb32-ft_cifar100-224px.py', 'cifar100', 100, marks=pytest.mark.slow),
-])
-def test_cifar_config_trains_on_pickled_batches_without_downloading(tmp_path, imagenet_b0_checkpoint, name,
-                                                                    kind, num_classes):
+@pytest.mark.parametrize(
+    'name, kind, num_classes',
+    [
+        ('efficientnet-b0_8xb32-ft_cifar10-224px.py', 'cifar10', 10),
+        # The same run with the CIFAR-100 reader and a 100-class head: slow (the fast test below reads
+        # the CIFAR-100 pickles through the config's dataset).
+        pytest.param('efficientnet-b0_8xb32-ft_cifar100-224px.py', 'cifar100', 100, marks=pytest.mark.slow),
+    ])
+def test_cifar_config_trains_on_pickled_batches_without_downloading(tmp_path, imagenet_b0_checkpoint, name, kind,
+                                                                    num_classes):
     root = str(tmp_path / kind)
     write_cifar(root, kind, train_size=40, test_size=20)
     config = _cifar_config(tmp_path, name, root, imagenet_b0_checkpoint[0])
@@ -120,6 +121,7 @@ def test_cifar_config_datasets_read_the_pickled_batches(tmp_path, name, kind, nu
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import DATASETS
+
     import mmeffnet.datasets.cls_data  # noqa: F401
     init_default_scope('mmpretrain')
     root = str(tmp_path / kind)
@@ -138,8 +140,8 @@ def test_cifar_config_datasets_read_the_pickled_batches(tmp_path, name, kind, nu
 
 def test_transfer_config_loads_only_the_backbone_of_the_imagenet_checkpoint(tmp_path, imagenet_b0_checkpoint):
     path, state = imagenet_b0_checkpoint
-    model, _ = build_classifier(osp.join(CLS, 'efficientnet-b0_8xb32-ft_cifar10-224px.py'),
-                                **{'backbone.init_cfg.checkpoint': path})
+    model, _ = build_classifier(
+        osp.join(CLS, 'efficientnet-b0_8xb32-ft_cifar10-224px.py'), **{'backbone.init_cfg.checkpoint': path})
     model.init_weights()
     ours = model.state_dict()
     backbone = [k for k in state if k.startswith('backbone.') and not k.endswith('num_batches_tracked')]
@@ -168,6 +170,7 @@ def test_flowers_config_reads_the_custom_dataset_folder_layout(tmp_path):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import DATASETS
+
     import mmeffnet.datasets.cls_data  # noqa: F401
     init_default_scope('mmpretrain')
     rng = np.random.default_rng(0)
@@ -191,6 +194,7 @@ def test_flowers_config_reads_the_custom_dataset_folder_layout(tmp_path):
 # ------------------------------------------------------------------------------------------ bad input
 def test_grayscale_rgba_palette_and_misnamed_images_load_as_three_channels(tmp_path):
     from PIL import Image
+
     from mmeffnet.datasets.cls_data import LoadImageWithFallback
     rng = np.random.default_rng(0)
     rgb = shape_image(rng, 0, 40)[0]
@@ -212,7 +216,8 @@ def test_grayscale_rgba_palette_and_misnamed_images_load_as_three_channels(tmp_p
     np.testing.assert_array_equal(rgba[..., ::-1], rgb)
 
 
-@pytest.mark.parametrize('content, reason', [(b'', 'the file is empty'), (b'not an image at all', 'neither OpenCV nor Pillow')])
+@pytest.mark.parametrize('content, reason', [(b'', 'the file is empty'),
+                                             (b'not an image at all', 'neither OpenCV nor Pillow')])
 def test_unreadable_image_is_an_error_naming_the_file(tmp_path, content, reason):
     from mmeffnet.datasets.cls_data import LoadImageWithFallback
     path = tmp_path / 'n01440764_7.JPEG'
@@ -237,6 +242,7 @@ def test_empty_class_folder_is_an_error_naming_it(tmp_path):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import DATASETS
+
     from mmeffnet.datasets.cls_data import check_cls_dataset
     init_default_scope('mmpretrain')
     data = write_imagenet(str(tmp_path / 'imagenet'), train_per_class=1, val_per_class=1)
@@ -250,4 +256,4 @@ def test_empty_class_folder_is_an_error_naming_it(tmp_path):
     message = str(info.value)
     assert f'{data["wnids"][2]}/ (1 file(s) of unsupported type .txt)' in message
     assert '1 class folder(s) hold no image' in message and 'Supported extensions are' in message
-    assert any(h.type == 'ClsDataCheckHook' for h in cfg.custom_hooks)
+    assert any(h.type == 'mmeffnet.ClsDataCheckHook' for h in cfg.custom_hooks)

@@ -9,8 +9,8 @@ from mmengine.registry import init_default_scope
 
 from conftest import CONFIGS
 
-ALL_CONFIGS = sorted(p for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
-                     if not osp.basename(p).startswith('_'))
+ALL_CONFIGS = sorted(
+    p for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True) if not osp.basename(p).startswith('_'))
 
 
 def _ids(paths):

@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import REPO, run_tool
-from reference_models import (ODD, lukemelas_ref, randomize, real_image, reference_outputs, timm_ref,
-                              torchvision_ref)
 
-import mmeffnet  # noqa: F401  (registers mmeffnet.*, safe checkpoint loading)
-from mmeffnet.converters import ConversionError, convert_checkpoint, convert_state, save_converted
-from mmeffnet.converters.canonical import spec_signature
+import mmeffnet  # noqa: F401  (registers mmeffnet.*)
+from conftest import REPO, run_tool
 from mmeffnet.arch import ARCHS, build_network_spec
+from mmeffnet.checkpoint import ConversionError, convert_checkpoint, convert_state, save_converted
+from mmeffnet.converters.canonical import spec_signature
+from reference_models import ODD, lukemelas_ref, randomize, real_image, reference_outputs, timm_ref, torchvision_ref
 
 # Exactly the bounds README.md states ("Weights from every public implementation": "max abs diff over
 # all 7 levels: timm and torchvision 0, bit-identical; lukemelas <= 3.6e-7; ..."); change both together
@@ -35,10 +34,14 @@ def build_ours(meta: dict, checkpoint: str, out_indices=tuple(range(7))) -> nn.M
     """mmeffnet backbone configured from the converted checkpoint's meta and loaded through
     ``init_cfg=Pretrained`` as a config would."""
     from mmeffnet.registry import MODELS
-    model = MODELS.build(dict(
-        type='mmeffnet.EfficientNet', arch=meta['arch'], out_indices=out_indices, padding=meta['padding'],
-        norm_cfg=dict(type='BN', eps=meta['norm_eps'], momentum=0.01),
-        init_cfg=dict(type='Pretrained', prefix='backbone', checkpoint=checkpoint)))
+    model = MODELS.build(
+        dict(
+            type='mmeffnet.EfficientNet',
+            arch=meta['arch'],
+            out_indices=out_indices,
+            padding=meta['padding'],
+            norm_cfg=dict(type='BN', eps=meta['norm_eps'], momentum=0.01),
+            init_cfg=dict(type='Pretrained', prefix='backbone', checkpoint=checkpoint)))
     model.init_weights()
     return model.eval()
 
@@ -48,12 +51,17 @@ def classifier_from(meta: dict, checkpoint: str) -> nn.Module:
     from mmengine.runner import load_checkpoint
     from mmpretrain.registry import MODELS
     spec = build_network_spec(meta['arch'])
-    model = MODELS.build(dict(
-        type='ImageClassifier', _scope_='mmpretrain',
-        backbone=dict(type='mmeffnet.EfficientNet', arch=meta['arch'], padding=meta['padding'],
-                      norm_cfg=dict(type='BN', eps=meta['norm_eps'], momentum=0.01)),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=meta['num_classes'], in_channels=spec.head_channels)))
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            _scope_='mmpretrain',
+            backbone=dict(
+                type='mmeffnet.EfficientNet',
+                arch=meta['arch'],
+                padding=meta['padding'],
+                norm_cfg=dict(type='BN', eps=meta['norm_eps'], momentum=0.01)),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=meta['num_classes'], in_channels=spec.head_channels)))
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
     return model.eval()
 
@@ -77,8 +85,12 @@ def report_measurements():
         print('\nmax |ours - reference| per case:\n' + '\n'.join(MEASURED))
 
 
-def assert_equivalent(source: str, name: str, ours: Dict[int, torch.Tensor], ref: Dict[int, torch.Tensor],
-                      logits=None, ref_logits=None) -> None:
+def assert_equivalent(source: str,
+                      name: str,
+                      ours: Dict[int, torch.Tensor],
+                      ref: Dict[int, torch.Tensor],
+                      logits=None,
+                      ref_logits=None) -> None:
     """Every level (and the logits) within the README's bound for ``source``; bit-identical where it is 0."""
     bound = MAX_ABS_DIFF[source]
     diffs = max_diffs(ours, ref)
@@ -101,8 +113,9 @@ def test_bounds_are_the_readme_figures():
     """MAX_ABS_DIFF is what README.md claims, read from its sentence so that the two cannot drift."""
     readme = ' '.join(open(osp.join(REPO, 'README.md')).read().split())
     num = r'([0-9.]+e-[0-9]+)'
-    m = re.search(r'max abs diff over all 7 levels: timm and torchvision 0, bit-identical; '
-                  rf'lukemelas <= {num}; mmpretrain <= {num}; TF variable names <= {num}\)', readme)
+    m = re.search(
+        r'max abs diff over all 7 levels: timm and torchvision 0, bit-identical; '
+        rf'lukemelas <= {num}; mmpretrain <= {num}; TF variable names <= {num}\)', readme)
     assert m, 'the README sentence on converter diffs changed: update it, MAX_ABS_DIFF and this test together'
     stated = dict(timm=0.0, torchvision=0.0, lukemelas=float(m[1]), mmpretrain=float(m[2]), tf=float(m[3]))
     assert MAX_ABS_DIFF == stated
@@ -112,22 +125,20 @@ CASES = [
     # id, --src, reference builder, file name the weights are saved under, input (H, W)
     ('timm-tf_efficientnet_b0', 'timm', lambda: timm_ref('tf_efficientnet_b0'), 'tf_efficientnet_b0.pth', ODD),
     ('timm-tf_efficientnet_b3', 'timm', lambda: timm_ref('tf_efficientnet_b3'), 'tf_efficientnet_b3_aa.pth', ODD),
-    ('timm-tf_efficientnet_lite0', 'timm', lambda: timm_ref('tf_efficientnet_lite0'),
-     'tf_efficientnet_lite0.pth', (199, 225)),
+    ('timm-tf_efficientnet_lite0', 'timm', lambda: timm_ref('tf_efficientnet_lite0'), 'tf_efficientnet_lite0.pth',
+     (199, 225)),
     ('timm-efficientnet_b0', 'timm', lambda: timm_ref('efficientnet_b0'), 'efficientnet_b0_ra.pth', ODD),
     ('torchvision-efficientnet_b0', 'torchvision', lambda: torchvision_ref('efficientnet_b0'), 'tv_b0.pth', ODD),
-    ('torchvision-efficientnet_b3', 'torchvision', lambda: torchvision_ref('efficientnet_b3'), 'tv_b3.pth',
-     (160, 128)),
+    ('torchvision-efficientnet_b3', 'torchvision', lambda: torchvision_ref('efficientnet_b3'), 'tv_b3.pth', (160, 128)),
     ('lukemelas-efficientnet-b0', 'lukemelas', lambda: lukemelas_ref('efficientnet-b0', ODD), 'lm_b0.pth', ODD),
 ]
 SLOW_CASES = [
     ('timm-efficientnet_b3', 'timm', lambda: timm_ref('efficientnet_b3'), 'efficientnet_b3.pth', ODD),
-    ('timm-tf_efficientnet_lite4', 'timm', lambda: timm_ref('tf_efficientnet_lite4'), 'tf_efficientnet_lite4.pth',
-     ODD),
+    ('timm-tf_efficientnet_lite4', 'timm', lambda: timm_ref('tf_efficientnet_lite4'), 'tf_efficientnet_lite4.pth', ODD),
     ('timm-tf_efficientnet_b5', 'timm', lambda: timm_ref('tf_efficientnet_b5'), 'tf_efficientnet_b5.pth', ODD),
     ('torchvision-efficientnet_b5', 'torchvision', lambda: torchvision_ref('efficientnet_b5'), 'tv_b5.pth', ODD),
-    ('lukemelas-efficientnet-b3', 'lukemelas', lambda: lukemelas_ref('efficientnet-b3', (257, 190)), 'lm_b3.pth',
-     (257, 190)),
+    ('lukemelas-efficientnet-b3', 'lukemelas', lambda: lukemelas_ref('efficientnet-b3',
+                                                                     (257, 190)), 'lm_b3.pth', (257, 190)),
 ]
 
 
@@ -145,8 +156,9 @@ def check_case(tmp_path, src: str, builder: Callable, filename: str, size) -> di
     with torch.no_grad():
         feats = dict(enumerate(ours(x)))
         logits = clf(x, mode='tensor')
-    assert_equivalent(src, f'{src} {filename} ({converted.meta["arch"]}, padding={converted.meta["padding"]}, '
-                      f'{size[0]}x{size[1]})', feats, ref_feats, logits, ref_logits)
+    assert_equivalent(
+        src, f'{src} {filename} ({converted.meta["arch"]}, padding={converted.meta["padding"]}, '
+        f'{size[0]}x{size[1]})', feats, ref_feats, logits, ref_logits)
     return converted.meta
 
 
@@ -172,11 +184,14 @@ def mmpretrain_classifier(arch: str, num_classes: int = 10) -> nn.Module:
     """mmpretrain's own ImageClassifier with mmpretrain's own EfficientNet, random weights."""
     from mmpretrain.registry import MODELS
     torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type='ImageClassifier', _scope_='mmpretrain',
-        backbone=dict(type='EfficientNet', arch=arch, out_indices=tuple(range(7))),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=build_network_spec(arch).head_channels)))
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            _scope_='mmpretrain',
+            backbone=dict(type='EfficientNet', arch=arch, out_indices=tuple(range(7))),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(
+                type='LinearClsHead', num_classes=num_classes, in_channels=build_network_spec(arch).head_channels)))
     return randomize(model)
 
 
@@ -185,7 +200,7 @@ def test_mmpretrain_state_dict_loads_directly_with_same_padding(tmp_path, arch, 
     """mmpretrain pads every conv with Conv2dAdaptivePadding, stride-1 convs included; for odd
     kernels that is the symmetric padding, so it equals our 'same' (TF SAME) exactly."""
     from mmeffnet import EfficientNet
-    from mmeffnet.models.checkpoint import check_and_load
+    from mmeffnet.checkpoint import check_and_load
     ref = mmpretrain_classifier(arch)
     backbone_state = {k[len('backbone.'):]: v for k, v in ref.state_dict().items() if k.startswith('backbone.')}
     ours = EfficientNet(arch, out_indices=tuple(range(7)), padding='same')
@@ -208,12 +223,18 @@ def test_mmdet_recipe_pretrained_loads_mmpretrain_checkpoint_without_conversion(
     path = str(tmp_path / 'efficientnet-b0_3rdparty_8xb32_in1k.pth')
     torch.save(dict(state_dict=ref.state_dict(), meta=dict(mmcls_version='0.19.0', CLASSES=None)), path)
 
-    base = osp.join(osp.dirname(__import__('mmdet').__file__), '.mim', 'configs', '_base_', 'models',
-                    'retinanet_r50_fpn.py')
+    base = osp.join(
+        osp.dirname(__import__('mmdet').__file__), '.mim', 'configs', '_base_', 'models', 'retinanet_r50_fpn.py')
     cfg = Config.fromfile(base).model
-    cfg.backbone = dict(type='mmeffnet.EfficientNet', arch='b0', drop_path_rate=0.2, out_indices=(3, 4, 5),
-                        frozen_stages=0, norm_cfg=dict(type='SyncBN', requires_grad=True, eps=1e-3, momentum=0.01),
-                        norm_eval=False, init_cfg=dict(type='Pretrained', prefix='backbone', checkpoint=path))
+    cfg.backbone = dict(
+        type='mmeffnet.EfficientNet',
+        arch='b0',
+        drop_path_rate=0.2,
+        out_indices=(3, 4, 5),
+        frozen_stages=0,
+        norm_cfg=dict(type='SyncBN', requires_grad=True, eps=1e-3, momentum=0.01),
+        norm_eval=False,
+        init_cfg=dict(type='Pretrained', prefix='backbone', checkpoint=path))
     cfg.neck.in_channels = [40, 112, 320]
     cfg._scope_ = 'mmdet'
     detector = DET_MODELS.build(cfg)
@@ -329,14 +350,19 @@ def test_tf_checkpoint_with_missing_or_foreign_variables_is_refused():
 
 
 def test_tf_checkpoint_file_through_the_cli(tmp_path):
-    tf = pytest.importorskip('tensorflow', reason='tensorflow is not installed: the TF file reader is '
-                             'exercised where it is; the name mapping is tested above without it')
+    tf = pytest.importorskip(
+        'tensorflow',
+        reason='tensorflow is not installed: the TF file reader is '
+        'exercised where it is; the name mapping is tested above without it')
     ref, _ = lukemelas_ref('efficientnet-b0', ODD)
     variables = as_training_checkpoint(tf_variables_from(ref))
     prefix = str(tmp_path / 'efficientnet-b0' / 'model.ckpt')
     names = sorted(variables)
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[''] * len(names),
-                      tensors=[tf.constant(variables[n]) for n in names])
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=names,
+        shape_and_slices=[''] * len(names),
+        tensors=[tf.constant(variables[n]) for n in names])
     out = tmp_path / 'tf_b0.pth'
     proc = run_tool(CONVERTER, '--src', 'tf', prefix, str(out), timeout=300)
     assert 'arch: b0' in proc.stdout
@@ -396,22 +422,33 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(tmp_path, kind):
     marker = tmp_path / 'pwned'
     good = tmp_path / 'tv_b0.pth'
     if kind == 'code-executing-pickle':
+
         class Exploit:
+
             def __reduce__(self):
-                return (eval, (f'open({str(marker)!r}, "w").write("x")',))
+                return (eval, (f'open({str(marker)!r}, "w").write("x")', ))
+
         torch.save({'state_dict': {}, 'x': Exploit()}, good)
     elif kind == 'wrong-arch':
         torch.save(torchvision_ref('efficientnet_b0')[0].state_dict(), good)
-    args = {'unknown-src': ['--src', 'keras', str(good), str(tmp_path / 'o.pth')],
-            'missing': ['--src', 'timm', str(tmp_path / 'nope.pth'), str(tmp_path / 'o.pth')],
-            'code-executing-pickle': ['--src', 'torchvision', str(good), str(tmp_path / 'o.pth')],
-            'wrong-arch': ['--src', 'torchvision', '--arch', 'b3', str(good), str(tmp_path / 'o.pth')]}[kind]
+    args = {
+        'unknown-src': ['--src', 'keras', str(good), str(tmp_path / 'o.pth')],
+        'missing': ['--src', 'timm', str(tmp_path / 'nope.pth'),
+                    str(tmp_path / 'o.pth')],
+        'code-executing-pickle': ['--src', 'torchvision', str(good),
+                                  str(tmp_path / 'o.pth')],
+        'wrong-arch': ['--src', 'torchvision', '--arch', 'b3',
+                       str(good), str(tmp_path / 'o.pth')]
+    }[kind]
     proc = run_tool(CONVERTER, *args, check=False, timeout=300)
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith('ERROR:')]
     assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
-    expected = {'unknown-src': "unknown --src 'keras'; choose one of timm, torchvision, mmpretrain, lukemelas, tf",
-                'missing': 'nope.pth', 'code-executing-pickle': 'cannot load checkpoint',
-                'wrong-arch': 'EfficientNet-b0 (by its tensor shapes), not --arch b3'}[kind]
+    expected = {
+        'unknown-src': "unknown --src 'keras'; choose one of timm, torchvision, mmpretrain, lukemelas, tf",
+        'missing': 'nope.pth',
+        'code-executing-pickle': 'cannot load checkpoint',
+        'wrong-arch': 'EfficientNet-b0 (by its tensor shapes), not --arch b3'
+    }[kind]
     assert expected in errors[0]
     assert not marker.exists() and not (tmp_path / 'o.pth').exists()

@@ -12,8 +12,7 @@ from mmeffnet.datasets import det_coco
 from mmeffnet.datasets.det_coco import CheckedCocoDataset
 from mmeffnet.datasets.synthetic_shapes import ShapesSpec, shapes_metainfo, write_shapes_coco
 
-PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
-            dict(type='PackDetInputs')]
+PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True), dict(type='PackDetInputs')]
 
 
 @pytest.fixture
@@ -27,9 +26,14 @@ def shapes(tmp_path):
 def build(root: str, test_mode: bool = False, **kwargs) -> CheckedCocoDataset:
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')  # the pipeline's transforms are mmdet's
-    args = dict(data_root=root, ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
-                metainfo=shapes_metainfo(), pipeline=PIPELINE, test_mode=test_mode,
-                filter_cfg=dict(filter_empty_gt=True, min_size=0))
+    args = dict(
+        data_root=root,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        metainfo=shapes_metainfo(),
+        pipeline=PIPELINE,
+        test_mode=test_mode,
+        filter_cfg=dict(filter_empty_gt=True, min_size=0))
     args.update(kwargs)
     return CheckedCocoDataset(**args)
 
@@ -45,6 +49,7 @@ def rewrite(path: str, data: dict) -> None:
 
 
 class Warnings:
+
     def __init__(self) -> None:
         self.messages = []
 
@@ -103,8 +108,10 @@ def test_missing_image_is_reported_when_the_dataset_is_built(shapes):
     name = data['images'][4]['file_name']
     import os
     os.remove(osp.join(root, 'train', name))
-    with pytest.raises(FileNotFoundError, match=rf'1 of the 6 images listed in .*instances_train.json do not exist: '
-                       rf'.*{name} \(image id 5\)'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=rf'1 of the 6 images listed in .*instances_train.json do not exist: '
+            rf'.*{name} \(image id 5\)'):
         build(root)
 
 
@@ -143,8 +150,12 @@ def test_corrupt_image_is_skipped_in_training_and_blank_in_evaluation(shapes, wa
 
 
 def test_real_coco_sample_passes(coco_mini, warnings_logged):
-    ds = CheckedCocoDataset(data_root=coco_mini, ann_file='annotations/instances_train2017.json',
-                            data_prefix=dict(img='train2017/'), pipeline=[], test_mode=True)
+    ds = CheckedCocoDataset(
+        data_root=coco_mini,
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/'),
+        pipeline=[],
+        test_mode=True)
     assert len(ds) == 80
     assert len(ds.metainfo['classes']) == 80
     assert sum(i['ignore_flag'] for d in infos(ds) for i in d['instances']) >= 8  # the crowd boxes

@@ -24,8 +24,7 @@ LOSS = re.compile(r'loss \(mean of \d+ iterations\): (\d+\.\d+) at the start -> 
 @pytest.mark.slow
 def test_demo_trains_the_recipe_far_above_untrained(tmp_path):
     out_dir = tmp_path / 'demo'
-    proc = run_tool('tools/demo/detection_demo.py', '--out-dir', str(out_dir),
-                    timeout=1800)
+    proc = run_tool('tools/demo/detection_demo.py', '--out-dir', str(out_dir), timeout=1800)
     log = proc.stdout + proc.stderr
     untrained, trained = (float(v) for v in SUMMARY.search(log).groups())
     first_loss, last_loss = (float(v) for v in LOSS.search(log).groups())

@@ -39,13 +39,14 @@ def _step(pipeline, type_name: str) -> dict:
 
 def build_detector(cfg: Config, **backbone_overrides):
     """A real mmdet RetinaNet from ``cfg.model`` (SyncBN -> BN as tools/train.py does on CPU)."""
-    import mmeffnet  # noqa: F401
     import mmdet.models  # noqa: F401  (registers RetinaNet, FPN, RetinaSepBNHead)
     from mmdet.registry import MODELS
-    from mmeffnet.runtime.setup import adapt_sync_bn
+
+    import mmeffnet  # noqa: F401
+    from mmeffnet.config import swap_sync_bn
 
     cfg = Config(cfg.to_dict())
-    adapt_sync_bn(cfg, distributed=False)
+    swap_sync_bn(cfg, distributed=False)
     model_cfg = cfg.model.to_dict()
     model_cfg['backbone'].update(backbone_overrides)
     model_cfg['_scope_'] = 'mmdet'
@@ -113,8 +114,9 @@ def test_head_assigner_and_preprocessor(b3):
 
 def test_pipelines(b3):
     train = b3.train_dataloader.dataset.pipeline
-    assert _types(train) == ['LoadImageFromFile', 'LoadAnnotations', 'RandomResize', 'RandomCrop', 'RandomFlip',
-                             'PackDetInputs']
+    assert _types(train) == [
+        'LoadImageFromFile', 'LoadAnnotations', 'RandomResize', 'RandomCrop', 'RandomFlip', 'PackDetInputs'
+    ]
     resize = _step(train, 'RandomResize')
     assert tuple(resize.scale) == (896, 896)
     assert tuple(resize.ratio_range) == (0.8, 1.2)
@@ -131,7 +133,7 @@ def test_pipelines(b3):
 
 def test_dataset_in_the_standard_place(b3):
     train, val = b3.train_dataloader.dataset, b3.val_dataloader.dataset
-    assert train.type == val.type == 'CheckedCocoDataset'
+    assert train.type == val.type == 'mmeffnet.CheckedCocoDataset'
     assert train.data_root == val.data_root == 'data/coco/'
     assert train.ann_file == 'annotations/instances_train2017.json'
     assert train.data_prefix == dict(img='train2017/')
@@ -196,6 +198,7 @@ def test_builds_a_real_retinanet(config, channels):
     from mmdet.models.dense_heads import RetinaSepBNHead
     from mmdet.models.detectors import RetinaNet
     from mmdet.models.necks import FPN
+
     from mmeffnet.models import EfficientNet
 
     model = build_detector(Config.fromfile(config), init_cfg=None)
@@ -220,14 +223,16 @@ def test_init_cfg_loads_an_mmpretrain_layout_checkpoint(b3, tmp_path):
     """The recipe's backbone init: an mmpretrain EfficientNet-B3 classifier checkpoint (real
     mmpretrain model, same keys as the one at the recipe's URL) loads into our backbone inside the
     detector through ``init_cfg`` with ``prefix='backbone'``."""
-    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
     import mmpretrain.models  # noqa: F401
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
-    classifier = PRETRAIN_MODELS.build(dict(
-        type='ImageClassifier', _scope_='mmpretrain',
-        backbone=dict(type='EfficientNet', arch='b3'),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=1000, in_channels=1536)))
+    classifier = PRETRAIN_MODELS.build(
+        dict(
+            type='ImageClassifier',
+            _scope_='mmpretrain',
+            backbone=dict(type='EfficientNet', arch='b3'),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=1000, in_channels=1536)))
     path = tmp_path / 'efficientnet-b3_in1k.pth'
     torch.save({'state_dict': classifier.state_dict(), 'meta': {}}, path)
 

@@ -34,9 +34,11 @@ ENV = dict(OMP_WAIT_POLICY='PASSIVE')
 
 def data_options(split: str, data_root: str) -> list:
     """--cfg-options that point ``split`` at coco_mini, loaded in the main process."""
-    return [f'{split}_dataloader.dataset.data_root={data_root}/', f'{split}_dataloader.dataset.ann_file={ANN}',
-            f'{split}_dataloader.dataset.data_prefix.img=train2017/', f'{split}_dataloader.num_workers=0',
-            f'{split}_dataloader.persistent_workers=False', f'{split}_evaluator.ann_file={data_root}/{ANN}']
+    return [
+        f'{split}_dataloader.dataset.data_root={data_root}/', f'{split}_dataloader.dataset.ann_file={ANN}',
+        f'{split}_dataloader.dataset.data_prefix.img=train2017/', f'{split}_dataloader.num_workers=0',
+        f'{split}_dataloader.persistent_workers=False', f'{split}_evaluator.ann_file={data_root}/{ANN}'
+    ]
 
 
 def train_options(data_root: str) -> list:
@@ -46,25 +48,30 @@ def train_options(data_root: str) -> list:
         f'model.data_preprocessor.batch_augments.0.size=({SIZE},{SIZE})',
         f'train_dataloader.dataset.pipeline.{RANDOM_RESIZE}.scale=({SIZE},{SIZE})',
         f'train_dataloader.dataset.pipeline.{RANDOM_CROP}.crop_size=({SIZE},{SIZE})',
-        'train_dataloader.dataset.indices=4', 'train_dataloader.batch_size=2',
-        'train_cfg.max_epochs=1', 'train_cfg.val_begin=2',  # the last epoch would be validated otherwise
+        'train_dataloader.dataset.indices=4',
+        'train_dataloader.batch_size=2',
+        'train_cfg.max_epochs=1',
+        'train_cfg.val_begin=2',  # the last epoch would be validated otherwise
         f'val_dataloader.dataset.pipeline.{RESIZE}.scale=({SIZE},{SIZE})',
-        'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=1',
+        'default_hooks.logger.interval=1',
     ] + data_options('train', data_root) + data_options('val', data_root)
 
 
 def eval_options(data_root: str) -> list:
     """All 80 images at 128 px; score threshold 0 so that a 2-iteration model keeps its boxes."""
-    return ['model.backbone.init_cfg=None', 'model.test_cfg.score_thr=0.0', 'test_evaluator.classwise=True',
-            f'test_dataloader.dataset.pipeline.{RESIZE}.scale=({SIZE},{SIZE})'] + data_options('test', data_root)
+    return [
+        'model.backbone.init_cfg=None', 'model.test_cfg.score_thr=0.0', 'test_evaluator.classwise=True',
+        f'test_dataloader.dataset.pipeline.{RESIZE}.scale=({SIZE},{SIZE})'
+    ] + data_options('test', data_root)
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, coco_mini) -> str:
     """The checkpoint tools/train.py writes after 2 iterations of the recipe on coco_mini."""
     work_dir = tmp_path_factory.mktemp('det_train')
-    proc = run_tool('tools/train.py', B3, '--work-dir', str(work_dir), '--cfg-options', *train_options(coco_mini),
-                    env=ENV)
+    proc = run_tool(
+        'tools/train.py', B3, '--work-dir', str(work_dir), '--cfg-options', *train_options(coco_mini), env=ENV)
     log = proc.stdout + proc.stderr
     assert 'converted to BN' in log  # SyncBN in one CPU process
     losses = [float(v) for v in re.findall(r'\bloss: (\d+\.\d+)', log)]
@@ -78,8 +85,17 @@ def trained(tmp_path_factory, coco_mini) -> str:
 def tested(tmp_path_factory, coco_mini, trained):
     work_dir = tmp_path_factory.mktemp('det_test')
     out = work_dir / 'predictions.pkl'
-    proc = run_tool('tools/test.py', B3, trained, '--work-dir', str(work_dir), '--out', str(out),
-                    '--cfg-options', *eval_options(coco_mini), env=ENV)
+    proc = run_tool(
+        'tools/test.py',
+        B3,
+        trained,
+        '--work-dir',
+        str(work_dir),
+        '--out',
+        str(out),
+        '--cfg-options',
+        *eval_options(coco_mini),
+        env=ENV)
     return proc.stdout + proc.stderr, work_dir, out
 
 
@@ -128,15 +144,17 @@ def test_test_out_dumps_predictions(tested):
 
 def test_det_inferencer_runs_the_config_with_the_checkpoint(trained, coco_mini):
     """mmdet's own inferencer with the unmodified recipe config (896 px test pipeline)."""
-    import mmeffnet  # noqa: F401
     from mmdet.apis import DetInferencer
-
     from mmengine.config import Config
+
+    import mmeffnet  # noqa: F401
+    from mmeffnet.runtime import safe_checkpoint_loading
 
     image = sorted(glob.glob(osp.join(coco_mini, 'train2017', '*.jpg')))[0]
     cfg = Config.fromfile(B3)
     cfg.model.test_cfg.score_thr = 0.0  # a 2-iteration model scores every box under the recipe's 0.05
-    inferencer = DetInferencer(model=cfg, weights=trained, device='cpu', show_progress=False)
+    with safe_checkpoint_loading():  # mmengine reads the mmengine checkpoint under torch>=2.6's weights_only
+        inferencer = DetInferencer(model=cfg, weights=trained, device='cpu', show_progress=False)
     assert type(inferencer.model.backbone).__name__ == 'EfficientNet'
     assert len(inferencer.model.dataset_meta['classes']) == 80
     result = inferencer(image, return_vis=True, no_save_vis=True, pred_score_thr=0.0)
@@ -172,8 +190,15 @@ def _error_line(proc) -> str:
 
 def test_missing_dataset_says_where_it_looked(tmp_path):
     missing = tmp_path / 'no_coco'
-    proc = run_tool('tools/train.py', B3, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
-                    f'train_dataloader.dataset.data_root={missing}/', check=False, env=ENV)
+    proc = run_tool(
+        'tools/train.py',
+        B3,
+        '--work-dir',
+        str(tmp_path / 'w'),
+        '--cfg-options',
+        f'train_dataloader.dataset.data_root={missing}/',
+        check=False,
+        env=ENV)
     line = _error_line(proc)
     assert str(missing) in line and 'does not exist' in line
     assert '--cfg-options train_dataloader.dataset.data_root=' in line  # how to point it elsewhere
@@ -186,8 +211,8 @@ def test_bad_annotation_json_names_the_file(tmp_path, coco_mini):
     ann = root / ANN
     ann.write_text('{"images": [], "annotations": [')  # truncated file
     options = train_options(coco_mini) + [f'train_dataloader.dataset.data_root={root}/']
-    proc = run_tool('tools/train.py', B3, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *options,
-                    check=False, env=ENV)
+    proc = run_tool(
+        'tools/train.py', B3, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *options, check=False, env=ENV)
     line = _error_line(proc)
     assert str(ann) in line and 'not valid JSON' in line
 
@@ -195,16 +220,21 @@ def test_bad_annotation_json_names_the_file(tmp_path, coco_mini):
 def test_evaluator_annotation_file_is_checked_too(coco_mini):
     """Moving the dataloaders but not CocoMetric's own ``ann_file`` is caught before anything is built."""
     from mmengine.config import Config
-    from mmeffnet.runtime.setup import check_datasets
+
+    from mmeffnet.config import check_dataset_paths
 
     cfg = Config.fromfile(B3)
     options = {}
     for split in ('train', 'val'):
-        options.update(dict(opt.split('=', 1) for opt in data_options(split, coco_mini)
-                            if '_evaluator.' not in opt and 'num_workers' not in opt and 'persistent' not in opt))
+        options.update(
+            dict(
+                opt.split('=', 1) for opt in data_options(split, coco_mini)
+                if '_evaluator.' not in opt and 'num_workers' not in opt and 'persistent' not in opt))
     cfg.merge_from_dict(options)
-    with pytest.raises(FileNotFoundError, match=r"val evaluator \(CocoMetric\): ann_file "
-                       r"'data/coco/annotations/instances_val2017.json' does not exist.*val_evaluator.ann_file="):
-        check_datasets(cfg, ('train', 'val'))
+    with pytest.raises(
+            FileNotFoundError,
+            match=r"val evaluator \(CocoMetric\): ann_file "
+            r"'data/coco/annotations/instances_val2017.json' does not exist.*val_evaluator.ann_file="):
+        check_dataset_paths(cfg, ('train', 'val'))
     cfg.merge_from_dict({'val_evaluator.ann_file': f'{coco_mini}/{ANN}'})
-    check_datasets(cfg, ('train', 'val'))
+    check_dataset_paths(cfg, ('train', 'val'))

@@ -11,8 +11,8 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from mmengine.config import Config
 
-from mmeffnet.runtime.gloo_sync_bn import GlooSyncBatchNorm
-from mmeffnet.runtime.setup import adapt_sync_bn
+from mmeffnet.config import swap_sync_bn
+from mmeffnet.models.gloo_sync_bn import GlooSyncBatchNorm
 
 WORLD = 2
 EPS, MOMENTUM = 1e-3, 0.01
@@ -45,8 +45,8 @@ def _run_sync_bn(shape, rank):
         bn.zero_grad()
         y = bn(x_part)
         (y * grad[part]).sum().backward()
-        results[step] = dict(y=y.detach(), x_grad=x_part.grad, w_grad=bn.weight.grad.clone(),
-                             b_grad=bn.bias.grad.clone())
+        results[step] = dict(
+            y=y.detach(), x_grad=x_part.grad, w_grad=bn.weight.grad.clone(), b_grad=bn.bias.grad.clone())
     results['running'] = (bn.running_mean.clone(), bn.running_var.clone(), int(bn.num_batches_tracked))
     bn.eval()  # eval: running statistics, no communication
     results['eval'] = bn(x[part]).detach()
@@ -108,14 +108,16 @@ def test_gloo_sync_bn_is_batch_norm_in_one_process():
 
 
 def _syncbn_cfg():
-    return Config(dict(model=dict(backbone=dict(type='mmeffnet.EfficientNet',
-                                                norm_cfg=dict(type='SyncBN', eps=1e-3, momentum=0.01)),
-                                  neck=dict(norm_cfg=dict(type='BN')))))
+    return Config(
+        dict(
+            model=dict(
+                backbone=dict(type='mmeffnet.EfficientNet', norm_cfg=dict(type='SyncBN', eps=1e-3, momentum=0.01)),
+                neck=dict(norm_cfg=dict(type='BN')))))
 
 
 def test_syncbn_config_gets_gloo_sync_bn_in_distributed_cpu_runs():
     cfg = _syncbn_cfg()
-    assert adapt_sync_bn(cfg, distributed=True) == 1
+    assert swap_sync_bn(cfg, distributed=True) == 1
     assert cfg.model.backbone.norm_cfg == dict(type='mmeffnet.GlooSyncBN', eps=1e-3, momentum=0.01)
     assert cfg.model.neck.norm_cfg.type == 'BN'
     from mmcv.cnn import build_norm_layer
@@ -123,7 +125,7 @@ def test_syncbn_config_gets_gloo_sync_bn_in_distributed_cpu_runs():
     assert name == 'bn' and isinstance(layer, GlooSyncBatchNorm) and layer.eps == 1e-3
 
     single = _syncbn_cfg()
-    assert adapt_sync_bn(single, distributed=False) == 1
+    assert swap_sync_bn(single, distributed=False) == 1
     assert single.model.backbone.norm_cfg.type == 'BN'
 
 
@@ -150,7 +152,7 @@ def test_slurm_scripts_have_the_openmmlab_form_and_start_gloo_processes(script, 
     import sys
 
     from conftest import REPO
-    from reliability_support import make_shapes_data, recipe_overrides, RECIPE
+    from reliability_support import RECIPE, make_shapes_data, recipe_overrides
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     for name, text in (('srun', FAKE_SRUN), ('scontrol', FAKE_SCONTROL)):
@@ -160,21 +162,36 @@ def test_slurm_scripts_have_the_openmmlab_form_and_start_gloo_processes(script, 
         s.bind(('127.0.0.1', 0))
         port = str(s.getsockname()[1])
     log = tmp_path / 'srun_args.txt'
-    env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', PYTHON=sys.executable, SRUN_LOG=str(log),
-               MASTER_PORT=port, GPUS='16', GPUS_PER_NODE='8', OMP_NUM_THREADS='1')
+    env = dict(
+        os.environ,
+        PATH=f'{bin_dir}:{os.environ["PATH"]}',
+        PYTHON=sys.executable,
+        SRUN_LOG=str(log),
+        MASTER_PORT=port,
+        GPUS='16',
+        GPUS_PER_NODE='8',
+        OMP_NUM_THREADS='1')
     if script == 'slurm_train.sh':
         data = make_shapes_data(str(tmp_path / 'shapes'), num_train=2, num_val=1)
-        args = ['partition1', 'effdet', RECIPE, str(tmp_path / 'work'),
-                *recipe_overrides(data, extra={'train_cfg.max_epochs': '0'})]
+        args = [
+            'partition1', 'effdet', RECIPE,
+            str(tmp_path / 'work'), *recipe_overrides(data, extra={'train_cfg.max_epochs': '0'})
+        ]
         expected = 'config train_cfg.max_epochs=0 is invalid'
     else:
-        args = ['partition1', 'effdet-eval', RECIPE, str(tmp_path / 'missing.pth'),
-                '--cfg-options', f'test_dataloader.dataset.data_root={tmp_path}/',
-                'test_dataloader.dataset.ann_file=x.json', 'test_dataloader.dataset.data_prefix.img=',
-                f'test_evaluator.ann_file={tmp_path}/x.json']
+        args = [
+            'partition1', 'effdet-eval', RECIPE,
+            str(tmp_path / 'missing.pth'), '--cfg-options', f'test_dataloader.dataset.data_root={tmp_path}/',
+            'test_dataloader.dataset.ann_file=x.json', 'test_dataloader.dataset.data_prefix.img=',
+            f'test_evaluator.ann_file={tmp_path}/x.json'
+        ]
         (tmp_path / 'x.json').write_text('{}')
         expected = f'checkpoint file not found: {tmp_path / "missing.pth"}'
-    proc = subprocess.run(['bash', f'tools/{script}', *args], cwd=REPO, env=env, capture_output=True, text=True,
+    proc = subprocess.run(['bash', f'tools/{script}', *args],
+                          cwd=REPO,
+                          env=env,
+                          capture_output=True,
+                          text=True,
                           timeout=600)
     srun_args = log.read_text().splitlines()
     assert srun_args[:2] == ['-p', 'partition1']

@@ -32,8 +32,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from conftest import run_tool
-from reliability_support import (RECIPE, load_checkpoint, make_shapes_data, recipe_overrides, run_script,
-                                 tool_env)
+from reliability_support import RECIPE, load_checkpoint, make_shapes_data, recipe_overrides, run_script, tool_env
 
 pytestmark = pytest.mark.slow  # four training runs, two of them with two processes: ~3-5 minutes
 
@@ -41,7 +40,8 @@ EQUALITY = {
     'model.backbone.drop_path_rate': '0.0',  # random per process
     'train_dataloader.dataset.pipeline.2.ratio_range': '(1.0,1.0)',  # RandomResize: no randomness
     'train_dataloader.dataset.pipeline.4.prob': '0.0',  # RandomFlip off
-    'optim_wrapper.optimizer.lr': '0.004', 'param_scheduler.0.start_factor': '1.0',
+    'optim_wrapper.optimizer.lr': '0.004',
+    'param_scheduler.0.start_factor': '1.0',
     'train_cfg.val_interval': '100',
 }
 ALL_SYNC = {'model.neck.norm_cfg.type': 'SyncBN', 'model.bbox_head.norm_cfg.type': 'SyncBN'}
@@ -55,9 +55,13 @@ def _free_port() -> str:
 
 def _initial_weights(path: str) -> None:
     cfg = Config.fromfile(RECIPE)
-    cfg.merge_from_dict({'model.backbone.init_cfg': None, 'model.backbone.arch': 'b0',
-                         'model.neck.in_channels': [40, 112, 320], 'model.bbox_head.num_classes': 3,
-                         'model.backbone.norm_cfg.type': 'BN'})
+    cfg.merge_from_dict({
+        'model.backbone.init_cfg': None,
+        'model.backbone.arch': 'b0',
+        'model.neck.in_channels': [40, 112, 320],
+        'model.bbox_head.num_classes': 3,
+        'model.backbone.norm_cfg.type': 'BN'
+    })
     init_default_scope('mmdet')
     from mmdet.registry import MODELS
     torch.manual_seed(0)
@@ -118,8 +122,9 @@ def test_two_processes_equal_one_process_with_the_double_batch(tmp_path):
         floor = _relative_update_difference(floor_run, reference, init_state, running)
         synced_diff = _relative_update_difference(synced, reference, init_state, running)
         per_process = _relative_update_difference(recipe_norms, reference, init_state, running)
-        max_abs = max(float((synced[k].double() - reference[k].double()).abs().max())
-                      for k in reference if reference[k].is_floating_point() and ('running' in k) == running)
+        max_abs = max(
+            float((synced[k].double() - reference[k].double()).abs().max()) for k in reference
+            if reference[k].is_floating_point() and ('running' in k) == running)
         print(f'{what}: summation-order floor {floor:.3g}, 2 processes synced {synced_diff:.3g} '
               f'(max abs diff {max_abs:.3g}), per-process neck/head BN {per_process:.3g}')
         assert synced_diff <= 3 * floor + 1e-7, f'{what}: 2x2 differs from 1x4 by {synced_diff:.3g} (floor {floor:.3g})'

@@ -25,8 +25,9 @@ def test_env_report_names_every_component():
 
 
 def test_runtime_pins():
-    import numpy
     import setuptools
+
+    import numpy
     assert int(numpy.__version__.split('.')[0]) < 2
     assert int(setuptools.__version__.split('.')[0]) < 81
     import pkg_resources  # noqa: F401  (mmengine's Config needs it for `mmdet::` bases)

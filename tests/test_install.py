@@ -9,12 +9,12 @@ import sys
 import pytest
 
 from conftest import REPO
+from stack_view import venv_seeing_the_stack
 
 
 def _install(tmp_path, **env):
     full = dict(os.environ, VENV=str(tmp_path / 'venv'), WHEELHOUSE=str(tmp_path / 'wheels'), **env)
-    return subprocess.run(['bash', 'tools/install.sh'], cwd=REPO, env=full, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(['bash', 'tools/install.sh'], cwd=REPO, env=full, capture_output=True, text=True, timeout=120)
 
 
 def test_unsupported_python_stops_before_anything_is_installed(tmp_path):
@@ -52,8 +52,11 @@ def _known_good_wheel() -> str:
     """A built mmcv wheel for this Python, from the wheelhouse this suite was installed with."""
     import glob
     tag = 'cp%d%d' % sys.version_info[:2]
-    houses = [os.environ.get('WHEELHOUSE', ''), os.path.join(REPO, '..', 'shared', 'wheels'),
-              os.path.expanduser('~/.cache/mmeffnet/wheels')]
+    houses = [
+        os.environ.get('WHEELHOUSE', ''),
+        os.path.join(REPO, '..', 'shared', 'wheels'),
+        os.path.expanduser('~/.cache/mmeffnet/wheels')
+    ]
     for house in filter(None, houses):
         found = sorted(glob.glob(os.path.join(house, f'mmcv-2.1.0-{tag}-{tag}-*.whl')))
         if found:
@@ -61,40 +64,16 @@ def _known_good_wheel() -> str:
     pytest.skip(f'no built mmcv wheel for {tag} in WHEELHOUSE or ../shared/wheels to stand in for the build')
 
 
-def _venv_seeing_the_stack(root, name: str) -> str:
-    """A fresh venv that sees this suite's torch and OpenMMLab packages but not its mmcv.
-
-    Installing torch (5.5 GB) per test venv would take minutes; a .pth file points the new venv at
-    a folder of links to this venv's site-packages, minus mmcv, so install.sh must find, build or
-    reuse an mmcv wheel exactly as on a machine without one. pip never uninstalls outside a venv.
-    """
-    import sysconfig
-    view = root / 'site-view'
-    if not view.exists():
-        view.mkdir()
-        site = sysconfig.get_paths()['purelib']
-        for entry in os.listdir(site):
-            if entry.startswith(('mmcv', 'mmeffnet', '__editable__', '_distutils_hack', 'distutils-precedence')):
-                continue
-            if entry.endswith('.pth'):
-                continue
-            (view / entry).symlink_to(os.path.join(site, entry))
-    venv = root / name
-    subprocess.run([sys._base_executable, '-m', 'venv', str(venv)], check=True, timeout=120)
-    new_site = subprocess.run([str(venv / 'bin' / 'python'), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
-                              check=True, capture_output=True, text=True).stdout.strip()
-    with open(os.path.join(new_site, 'stack-view.pth'), 'w') as f:
-        f.write(str(view) + '\n')
-    return str(venv)
-
-
 def _make_install(venv: str, wheels, build_cmd: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MMCV_BUILD_CMD=build_cmd)
     for name in ('VIRTUAL_ENV', 'PYTHONPATH'):
         env.pop(name, None)
-    return subprocess.run(['make', 'install', f'VENV={venv}', f'WHEELHOUSE={wheels}',
-                           f'PYTHON={sys._base_executable}'],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(['make', 'install', f'VENV={venv}', f'WHEELHOUSE={wheels}', f'PYTHON={sys._base_executable}'],
+                          cwd=REPO,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=900)
 
 
 def _install_errors(proc: subprocess.CompletedProcess) -> list:
@@ -118,7 +97,7 @@ def test_no_wheel_path_builds_stores_and_reuses_the_wheel(tmp_path):
     fake_build.write_text(f'#!/bin/sh\necho "MAX_JOBS=$MAX_JOBS $1" >> {log}\ncp {good} "$1"/\n')
 
     # 1. The build itself fails: one ERROR line naming the step, no bare make error only.
-    venv1 = _venv_seeing_the_stack(tmp_path, 'venv1')
+    venv1 = venv_seeing_the_stack(tmp_path, 'venv1', hide=('mmcv', ))
     failed = _make_install(venv1, wheels, 'false')
     assert failed.returncode != 0
     errors = _install_errors(failed)
@@ -133,18 +112,21 @@ def test_no_wheel_path_builds_stores_and_reuses_the_wheel(tmp_path):
     assert log.read_text().count('\n') == 1 and log.read_text().startswith(f'MAX_JOBS={os.cpu_count()} ')
     assert corrupt.read_bytes() == open(good, 'rb').read()
     assert f'stored {corrupt}' in built.stdout
-    nms = subprocess.run([os.path.join(venv1, 'bin', 'python'), '-c',
-                          'import torch, mmcv; from mmcv.ops import nms; '
-                          'b = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]]); '
-                          'print(mmcv.__file__, nms(b, torch.tensor([.9, .8, .7]), .5)[1].tolist())'],
-                         capture_output=True, text=True, timeout=120)
+    nms = subprocess.run([
+        os.path.join(venv1, 'bin', 'python'), '-c', 'import torch, mmcv; from mmcv.ops import nms; '
+        'b = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]]); '
+        'print(mmcv.__file__, nms(b, torch.tensor([.9, .8, .7]), .5)[1].tolist())'
+    ],
+                         capture_output=True,
+                         text=True,
+                         timeout=120)
     assert nms.returncode == 0, nms.stderr
     mmcv_file, keep = nms.stdout.split(' ', 1)
     assert mmcv_file.startswith(venv1) and keep.strip() == '[0, 2]'
     assert subprocess.run(['make', '-q', 'install', f'VENV={venv1}'], cwd=REPO).returncode == 0
 
     # 3. Another fresh venv with the same wheelhouse: the stored wheel is reused, nothing is built.
-    venv2 = _venv_seeing_the_stack(tmp_path, 'venv2')
+    venv2 = venv_seeing_the_stack(tmp_path, 'venv2', hide=('mmcv', ))
     reused = _make_install(venv2, wheels, f'sh {fake_build}')
     assert reused.returncode == 0, reused.stdout[-3000:] + reused.stderr[-3000:]
     assert f'installing mmcv from the wheelhouse: {corrupt}' in reused.stdout

@@ -35,8 +35,13 @@ def test_standin_focal_loss_through_mmcv_equals_mmdet_python_focal_loss(standin,
     labels = torch.randint(0, num_classes + 1, (400, ))  # num_classes = background
     assert (labels == num_classes).any()
     ours = mmcv_focal_loss.sigmoid_focal_loss(logits, labels, 2.0, 0.25, None, 'none')
-    ref = py_sigmoid_focal_loss(logits, F.one_hot(labels, num_classes + 1)[:, :num_classes].double(),
-                                None, gamma=2.0, alpha=0.25, reduction='none')
+    ref = py_sigmoid_focal_loss(
+        logits,
+        F.one_hot(labels, num_classes + 1)[:, :num_classes].double(),
+        None,
+        gamma=2.0,
+        alpha=0.25,
+        reduction='none')
     assert (ours - ref).abs().max() < 1e-7  # 1 - sigmoid(x) in the kernel formula: ~1e-9 at |x| ~ 16
     grad_ours, = torch.autograd.grad(ours.sum() * 0.5, logits)
     grad_ref, = torch.autograd.grad(ref.sum() * 0.5, logits)
@@ -57,8 +62,10 @@ def tool(tmp_path, monkeypatch):
     doc = tmp_path / 'benchmarks.md'
     doc.write_text(open(osp.join(ROOT, 'docs', 'benchmarks.md')).read())
     monkeypatch.setattr(bench, 'DOC', str(doc))
-    monkeypatch.setattr(bench, 'BLOCKS', {key: (start, end, str(tmp_path / osp.basename(chart)))
-                                          for key, (start, end, chart) in bench.BLOCKS.items()})
+    monkeypatch.setattr(bench, 'BLOCKS', {
+        key: (start, end, str(tmp_path / osp.basename(chart)))
+        for key, (start, end, chart) in bench.BLOCKS.items()
+    })
     return bench
 
 
@@ -82,7 +89,7 @@ def test_publish_puts_cuda_rows_in_their_own_block_and_cpu_rows_in_theirs(tool, 
     assert after.split(cuda_start)[1].split(cuda_end)[0] == \
         '\nH200 TABLE\n\n![benchmark chart](benchmarks_cuda.png)\n'
     assert after.split(cpu_start)[1].split(cpu_end)[0] == cpu_block  # CPU results untouched
-    assert after.split(cpu_start)[0] == before.split(cpu_start)[0]    # prose untouched
+    assert after.split(cpu_start)[0] == before.split(cpu_start)[0]  # prose untouched
     assert open(cuda_chart, 'rb').read() == b'png:H200 TABLE'
 
     assert tool.publish(_run_dir(tmp_path / 'cpu', ['train', 'infer', 'cuda'], 'CPU TABLE')) == 'cpu'
@@ -110,8 +117,7 @@ def test_publish_names_a_results_json_that_is_not_one(tool, tmp_path, content):
 
 def test_publish_cli_bad_dir_is_one_error_line_and_exit_2(tmp_path):
     from conftest import run_tool
-    proc = run_tool('tools/analysis/benchmark.py', '--publish', str(tmp_path / 'nowhere'), check=False,
-                    timeout=120)
+    proc = run_tool('tools/analysis/benchmark.py', '--publish', str(tmp_path / 'nowhere'), check=False, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().startswith('error: --publish') and 'results.json' in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ import copy
 import importlib.util
 import os.path as osp
 import shutil
+import sys
 
 import pytest
 import torch
@@ -11,12 +12,13 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from conftest import TOOLS, run_tool
 from mmeffnet import EfficientNet
-from mmeffnet.benchmark.measure import saved_tensor_bytes
 from mmeffnet.deployment.onnx import compare_with_onnxruntime, export_onnx
 from mmeffnet.models.layers import ConvBNAct
 
-from conftest import run_tool
+sys.path.insert(0, osp.join(TOOLS, 'analysis'))  # the benchmark's package (project tooling)
+from benchmarking.measure import saved_tensor_bytes  # noqa: E402
 
 
 def plain_bn_act(module: nn.Module) -> nn.Module:
@@ -102,8 +104,13 @@ def test_memory_saving_bn_act_under_autocast_equals_plain_path(dtype, bn_mode, a
     BatchNorm parameter gradients are float32 sums that do not overflow where a half-precision
     sum would (a loss-scaled gradient summed over 2x32x32 positions > 65504, fp16's maximum)."""
     torch.manual_seed(0)
-    block = randomize_bn(ConvBNAct(8, 16, 3, norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01),
-                                   act_cfg=dict(type=act, inplace=True) if act else None))
+    block = randomize_bn(
+        ConvBNAct(
+            8,
+            16,
+            3,
+            norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01),
+            act_cfg=dict(type=act, inplace=True) if act else None))
     if bn_mode == 'frozen-eval':
         block.bn.eval()
     ref = plain_bn_act(copy.deepcopy(block))
@@ -278,8 +285,10 @@ def test_inference_writes_se_product_and_shortcut_in_place_with_the_same_result(
     ptrs = {}
 
     def record(name):
+
         def hook(module, args, output):
             ptrs[name] = (args[0].data_ptr(), output.data_ptr())
+
         return hook
 
     block.se.register_forward_hook(record('se'))
@@ -320,18 +329,33 @@ def test_dynamo_exporter_without_onnxscript_names_the_fix(tmp_path):
     if importlib.util.find_spec('onnxscript') is not None:
         pytest.skip('onnxscript is installed here')
     with pytest.raises(ValueError, match='onnxscript'):
-        export_onnx(EfficientNet('b0', out_indices=(1, )), str(tmp_path / 'x.onnx'), (1, 3, 32, 32),
-                    exporter='dynamo')
+        export_onnx(EfficientNet('b0', out_indices=(1, )), str(tmp_path / 'x.onnx'), (1, 3, 32, 32), exporter='dynamo')
     with pytest.raises(ValueError, match='exporter must be one of'):
-        export_onnx(EfficientNet('b0', out_indices=(1, )), str(tmp_path / 'x.onnx'), (1, 3, 32, 32),
-                    exporter='tensorrt')
+        export_onnx(
+            EfficientNet('b0', out_indices=(1, )), str(tmp_path / 'x.onnx'), (1, 3, 32, 32), exporter='tensorrt')
 
 
 def test_export_onnx_tool_fused_backbone_verifies(tmp_path):
     pytest.importorskip('onnxruntime')
     out = tmp_path / 'b0_fused.onnx'
-    proc = run_tool('tools/deployment/export_onnx.py', 'backbone', '--arch', 'b0', '--out-indices', '4', '6',
-                    '--fuse', '--shape', '1', '3', '96', '96', '--out', str(out), '--verify', timeout=300)
+    proc = run_tool(
+        'tools/deployment/export_onnx.py',
+        'backbone',
+        '--arch',
+        'b0',
+        '--out-indices',
+        '4',
+        '6',
+        '--fuse',
+        '--shape',
+        '1',
+        '3',
+        '96',
+        '96',
+        '--out',
+        str(out),
+        '--verify',
+        timeout=300)
     assert out.is_file() and 'verified: max abs diff' in proc.stdout, proc.stdout
     assert 'input [1, 3, 103, 109]' in proc.stdout  # an odd size was checked too
 
@@ -341,21 +365,39 @@ def test_export_onnx_tool_whole_detector(tmp_path):
     """About 45 s on a 2-core CPU."""
     pytest.importorskip('onnxruntime')
     pytest.importorskip('mmdet')
-    config = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs',
-                      'retinanet_effb0_fpn_crop512_8x4_1x_coco.py')
+    config = osp.join(
+        osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'retinanet_effb0_fpn_crop512_8x4_1x_coco.py')
     if not osp.isfile(config):
         pytest.skip(f'{config} is absent')
     out = tmp_path / 'retinanet_b0.onnx'
-    proc = run_tool('tools/deployment/export_onnx.py', 'config', config, '--fuse', '--shape', '1', '3', '128', '128',
-                    '--out', str(out), '--verify', timeout=400)
+    proc = run_tool(
+        'tools/deployment/export_onnx.py',
+        'config',
+        config,
+        '--fuse',
+        '--shape',
+        '1',
+        '3',
+        '128',
+        '128',
+        '--out',
+        str(out),
+        '--verify',
+        timeout=400)
     # RetinaNet in 'tensor' mode: class scores and box deltas of 5 FPN levels
     assert 'exported config' in proc.stdout and '(10 outputs' in proc.stdout, proc.stdout
     assert 'verified: max abs diff' in proc.stdout, proc.stdout
 
 
 def test_export_onnx_tool_bad_input_is_one_error_line(tmp_path):
-    proc = run_tool('tools/deployment/export_onnx.py', 'config', str(tmp_path / 'nope.py'),
-                    '--out', str(tmp_path / 'x.onnx'), check=False, timeout=120)
+    proc = run_tool(
+        'tools/deployment/export_onnx.py',
+        'config',
+        str(tmp_path / 'nope.py'),
+        '--out',
+        str(tmp_path / 'x.onnx'),
+        check=False,
+        timeout=120)
     assert proc.returncode == 2 and 'ERROR: config file not found' in proc.stderr, proc.stderr
 
 
@@ -414,8 +456,13 @@ def test_torch_export_dynamic_sizes_match_eager():
     from torch.export import Dim, export
     model = randomize_bn(EfficientNet('b0', out_indices=(3, 4, 5))).eval()
     size = dict(min=33, max=1024)
-    program = export(model, (torch.randn(2, 3, 64, 96), ),
-                     dynamic_shapes={'x': {0: Dim('n', min=1, max=64), 2: Dim('h', **size), 3: Dim('w', **size)}})
+    program = export(
+        model, (torch.randn(2, 3, 64, 96), ),
+        dynamic_shapes={'x': {
+            0: Dim('n', min=1, max=64),
+            2: Dim('h', **size),
+            3: Dim('w', **size)
+        }})
     for shape in [(1, 3, 65, 97), (3, 3, 128, 40)]:
         x = torch.randn(shape)
         with torch.no_grad():

@@ -25,7 +25,6 @@ from mmengine.config import Config
 from conftest import CONFIGS
 
 
-
 def toolbox_config(package: str, path: str) -> str:
     """The file of ``package::path`` (a config shipped inside an installed OpenMMLab toolbox)."""
     from mmengine.utils import get_installed_path
@@ -52,9 +51,9 @@ def _resized(node, old, new):
 def _as_tools_build(path: str) -> Config:
     """The config as tools/train.py runs it in one process, at SMALL px, without downloads."""
     import mmeffnet.datasets.det_coco  # noqa: F401  (CheckedCocoDataset)
-    from mmeffnet.runtime.setup import adapt_sync_bn
+    from mmeffnet.config import swap_sync_bn
     cfg = Config(_resized(Config.fromfile(path).to_dict(), RECIPE_SIZE, SMALL))
-    adapt_sync_bn(cfg, distributed=False)
+    swap_sync_bn(cfg, distributed=False)
     cfg.model.backbone.init_cfg = None
     return cfg
 
@@ -100,8 +99,10 @@ def coco_batches(recipes, coco_mini):
     outputs = []
     for cfg in recipes:
         dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset.to_dict())
-        dataset_cfg.update(data_root=coco_mini + '/', ann_file='annotations/instances_train2017.json',
-                           data_prefix=dict(img='train2017/'))
+        dataset_cfg.update(
+            data_root=coco_mini + '/',
+            ann_file='annotations/instances_train2017.json',
+            data_prefix=dict(img='train2017/'))
         dataset = DATASETS.build(dataset_cfg)
         samples = []
         for i in range(4):
@@ -131,6 +132,7 @@ def detectors(recipes):
 
 def test_the_backbone_is_ours_and_the_rest_is_mmdets(detectors):
     from mmdet.models.backbones import EfficientNet as MMDetEfficientNet
+
     from mmeffnet.models import EfficientNet
     theirs, ours = detectors
     assert type(theirs.backbone) is MMDetEfficientNet and type(ours.backbone) is EfficientNet
@@ -141,8 +143,11 @@ def test_the_backbone_is_ours_and_the_rest_is_mmdets(detectors):
 
 def _owners(model, want) -> set:
     """Names of the modules that own parameters or buffers directly and satisfy ``want``."""
-    return {name for name, m in model.named_modules()
-            if (list(m.parameters(recurse=False)) or list(m.buffers(recurse=False))) and want(m)}
+    return {
+        name
+        for name, m in model.named_modules()
+        if (list(m.parameters(recurse=False)) or list(m.buffers(recurse=False))) and want(m)
+    }
 
 
 def test_same_trainable_parameters_and_train_eval_modes(detectors):
@@ -160,8 +165,10 @@ def test_same_trainable_parameters_and_train_eval_modes(detectors):
 
 def test_same_drop_path_rate_per_block(detectors):
     theirs, ours = detectors
-    theirs_rates = [m.drop_path.drop_prob if hasattr(m.drop_path, 'drop_prob') else 0.
-                    for m in theirs.backbone.modules() if hasattr(m, 'drop_path')]
+    theirs_rates = [
+        m.drop_path.drop_prob if hasattr(m.drop_path, 'drop_prob') else 0. for m in theirs.backbone.modules()
+        if hasattr(m, 'drop_path')
+    ]
     from mmeffnet.models.layers import MBConv
     ours_rates = [m.drop_path_rate for m in ours.backbone.modules() if isinstance(m, MBConv)]
     assert len(ours_rates) == 26 and ours_rates == theirs_rates
@@ -200,7 +207,8 @@ def test_same_losses_and_same_weights_after_one_sgd_step(recipes, coco_batches):
     assert set(loss_t) == set(loss_o) >= {'loss_cls', 'loss_bbox'}
     for key in loss_t:
         assert _close(loss_t[key], loss_o[key]), (key, loss_t[key].item(), loss_o[key].item())
-    assert loss_t['loss_cls'].item() > 0 and loss_t['loss_bbox'].item() > 0, 'no positive anchors: the step is not tested'
+    assert loss_t['loss_cls'].item() > 0 and loss_t['loss_bbox'].item(
+    ) > 0, 'no positive anchors: the step is not tested'
     # The optimizers give every parameter the same lr / weight decay (norm_decay_mult=0 included).
     assert groups_o == groups_t and len(groups_t) > 1
     # The updates carry the gradients. Some are zero up to rounding (a BN bias whose output only
@@ -227,9 +235,10 @@ def test_same_eval_mode_outputs_and_predictions(detectors, coco_batches):
         metas = [s.metainfo for s in batch['data_samples']]
         raw = [model(batch['inputs'].double(), mode='tensor') for model in (theirs, ours)]
         for model, (cls_scores, bbox_preds) in zip((theirs, ours), raw):
-            preds.append(model.bbox_head.predict_by_feat(
-                [c.float() for c in cls_scores], [b.float() for b in bbox_preds], batch_img_metas=metas,
-                rescale=True))
+            preds.append(
+                model.bbox_head.predict_by_feat([c.float() for c in cls_scores], [b.float() for b in bbox_preds],
+                                                batch_img_metas=metas,
+                                                rescale=True))
     for level_t, level_o in zip(sum(raw[0], []), sum(raw[1], [])):
         assert _close(level_t, level_o)
     for p_t, p_o in zip(*preds):
@@ -249,6 +258,7 @@ def test_classification_eval_config_equals_mmpretrains(arch, coco_mini):
     from mmengine.dataset import Compose, pseudo_collate
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS, TRANSFORMS
+
     import mmeffnet.datasets.cls_data  # noqa: F401
     import mmeffnet.models.heads  # noqa: F401
 

@@ -14,11 +14,14 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 import mmeffnet  # noqa: F401
-from mmeffnet.runtime import checkpointing
-from mmeffnet.runtime.checkpointing import (SafeCheckpointHook, atomic_write_bytes, find_resumable_checkpoint,
-                                            resolve_resume)
+from mmeffnet.checkpoint import atomic_write_bytes, safe_torch_load
+from mmeffnet.runtime import resume
+from mmeffnet.runtime.checkpoint_hook import SafeCheckpointHook
 from mmeffnet.runtime.nonfinite import NonFiniteLossError
-from mmeffnet.runtime.safe_load import safe_torch_load
+from mmeffnet.runtime.resume import find_resumable_checkpoint, resolve_resume
+
+# mmengine resumes mmengine checkpoints under torch>=2.6's weights_only with our loader (an opt-in)
+SAFE_LOADING = dict(type='mmeffnet.SafeCheckpointLoadingHook')
 
 
 class TwoLossModel(BaseModel):
@@ -55,13 +58,21 @@ class Points(Dataset):
 def _runner(work_dir, max_epochs=2, poisoned=(), checkpoint=None, nonfinite=None, resume=False, load_from=None):
     hooks = dict(checkpoint=dict(type='mmeffnet.SafeCheckpointHook', interval=1, **(checkpoint or {})))
     return Runner(
-        model=TwoLossModel(), work_dir=str(work_dir), randomness=dict(seed=0),
-        train_dataloader=dict(dataset=Points(poisoned), batch_size=2, collate_fn=dict(type='default_collate'),
-                              sampler=dict(type='DefaultSampler', shuffle=False)),
+        model=TwoLossModel(),
+        work_dir=str(work_dir),
+        randomness=dict(seed=0),
+        train_dataloader=dict(
+            dataset=Points(poisoned),
+            batch_size=2,
+            collate_fn=dict(type='default_collate'),
+            sampler=dict(type='DefaultSampler', shuffle=False)),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs), default_hooks=hooks,
-        custom_hooks=[dict(type='mmeffnet.NonFiniteLossHook', **(nonfinite or {}))],
-        resume=resume, load_from=load_from, default_scope='mmengine')
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        default_hooks=hooks,
+        custom_hooks=[dict(type='mmeffnet.NonFiniteLossHook', **(nonfinite or {})), SAFE_LOADING],
+        resume=resume,
+        load_from=load_from,
+        default_scope='mmengine')
 
 
 # --- atomic files ------------------------------------------------------------------------------
@@ -147,16 +158,25 @@ class LogLosses(Hook):
 
 def _resumable_runner(work_dir, resume_from=None):
     return Runner(
-        model=DropoutModel(), work_dir=str(work_dir), randomness=dict(seed=0),
-        train_dataloader=dict(dataset=Points(), batch_size=2, collate_fn=dict(type='default_collate'),
-                              sampler=dict(type='DefaultSampler', shuffle=True)),
+        model=DropoutModel(),
+        work_dir=str(work_dir),
+        randomness=dict(seed=0),
+        train_dataloader=dict(
+            dataset=Points(),
+            batch_size=2,
+            collate_fn=dict(type='default_collate'),
+            sampler=dict(type='DefaultSampler', shuffle=True)),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
-        param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
-                         dict(type='MultiStepLR', milestones=[2], gamma=0.1, by_epoch=True)],
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
+            dict(type='MultiStepLR', milestones=[2], gamma=0.1, by_epoch=True)
+        ],
         train_cfg=dict(by_epoch=True, max_epochs=3),
         default_hooks=dict(checkpoint=dict(type='mmeffnet.SafeCheckpointHook', interval=1, max_keep_ckpts=1)),
-        custom_hooks=[dict(type='mmeffnet.NonFiniteLossHook')],
-        resume=resume_from is not None, load_from=resume_from, default_scope='mmengine')
+        custom_hooks=[dict(type='mmeffnet.NonFiniteLossHook'), SAFE_LOADING],
+        resume=resume_from is not None,
+        load_from=resume_from,
+        default_scope='mmengine')
 
 
 def assert_bitwise_equal(a, b, where: str) -> None:
@@ -181,7 +201,7 @@ def assert_bitwise_equal(a, b, where: str) -> None:
 
 
 def test_assert_bitwise_equal_sees_what_repr_hides():
-    w = torch.full((3,), 0.1)
+    w = torch.full((3, ), 0.1)
     a = {'state': [{'w': w}], 'lr': 0.1}
     b = {'state': [{'w': w.nextafter(torch.tensor(1.0))}], 'lr': 0.1}  # 1 ulp apart
     assert repr(a) == repr(b)
@@ -230,7 +250,7 @@ def test_crash_then_resume_auto_equals_the_uninterrupted_run(tmp_path):
     plain_log = LogLosses()
     plain = _resumable_runner(tmp_path / 'plain_resume', resume_from=str(kept))
     hook = next(h for h in plain.hooks if isinstance(h, SafeCheckpointHook))
-    hook._restore_rng_if_resumed = lambda runner: None
+    hook.after_load_checkpoint = lambda runner, checkpoint: None  # never sees the saved random state
     plain.register_hook(plain_log)
     plain.train()
     assert plain_log.records[5] != straight_log.records[5]
@@ -265,7 +285,7 @@ def test_resume_falls_back_to_the_previous_good_checkpoint(tmp_path, damage, mon
         (tmp_path / 'last_checkpoint').write_text('')
         last.write_bytes(b'')
     warnings = []
-    monkeypatch.setattr(checkpointing, 'print_log', lambda msg, **kw: warnings.append((msg, kw.get('level'))))
+    monkeypatch.setattr(resume, 'print_log', lambda msg, **kw: warnings.append((msg, kw.get('level'))))
     assert find_resumable_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_2.pth')
     (message, level), = warnings
     assert level == logging.WARNING
@@ -318,6 +338,7 @@ def test_nonfinite_loss_skip_mode_skips_the_step_and_trains_on(tmp_path):
     from mmengine.hooks import Hook
 
     class RecordWeights(Hook):
+
         def __init__(self):
             self.after = {}
 
@@ -338,8 +359,8 @@ def test_nonfinite_loss_skip_mode_skips_the_step_and_trains_on(tmp_path):
 
 
 def test_skip_mode_stops_after_too_many_nonfinite_iterations_in_a_row(tmp_path):
-    runner = _runner(tmp_path, max_epochs=1, poisoned=set(range(8)), nonfinite=dict(action='skip',
-                                                                                    max_consecutive_skips=2))
+    runner = _runner(
+        tmp_path, max_epochs=1, poisoned=set(range(8)), nonfinite=dict(action='skip', max_consecutive_skips=2))
     with pytest.raises(NonFiniteLossError, match=r'iteration 3 .* \(3 non-finite iterations in a row'):
         runner.train()
 

@@ -32,8 +32,10 @@ def shapes(tmp_path_factory):
 
 
 def _train_args(work_dir, data, *extra, keep='1'):
-    return ['tools/train.py', RECIPE, '--work-dir', str(work_dir), *extra,
-            *recipe_overrides(data, extra={'default_hooks.checkpoint.max_keep_ckpts': keep})]
+    return [
+        'tools/train.py', RECIPE, '--work-dir',
+        str(work_dir), *extra, *recipe_overrides(data, extra={'default_hooks.checkpoint.max_keep_ckpts': keep})
+    ]
 
 
 def _last_checkpoint(work_dir):
@@ -65,8 +67,10 @@ def test_killed_mid_epoch_and_inside_a_save_then_resumed_equals_uninterrupted(sh
     work_dir, marker = str(tmp_path / 'run'), str(tmp_path / 'paused')
 
     # 1. SIGKILL in the middle of epoch 2 (after iteration 6 of 12)
-    proc = start_tool([PLUGIN, *_train_args(work_dir, shapes)], str(tmp_path / 'kill1.log'),
-                      MMEFFNET_TEST_PAUSE_AFTER_ITER='6', MMEFFNET_TEST_MARKER=marker)
+    proc = start_tool([PLUGIN, *_train_args(work_dir, shapes)],
+                      str(tmp_path / 'kill1.log'),
+                      MMEFFNET_TEST_PAUSE_AFTER_ITER='6',
+                      MMEFFNET_TEST_MARKER=marker)
     wait_for_file(marker, proc, str(tmp_path / 'kill1.log'))
     sigkill(proc)
     assert _checkpoints(work_dir) == ['epoch_1.pth']
@@ -76,8 +80,10 @@ def test_killed_mid_epoch_and_inside_a_save_then_resumed_equals_uninterrupted(sh
 
     # 2. resume; SIGKILL inside the save of epoch 2's checkpoint (bytes written, not yet renamed)
     os.remove(marker)
-    proc = start_tool([PLUGIN, *_train_args(work_dir, shapes, '--resume')], str(tmp_path / 'kill2.log'),
-                      MMEFFNET_TEST_PAUSE_IN_SAVE='1', MMEFFNET_TEST_MARKER=marker)
+    proc = start_tool([PLUGIN, *_train_args(work_dir, shapes, '--resume')],
+                      str(tmp_path / 'kill2.log'),
+                      MMEFFNET_TEST_PAUSE_IN_SAVE='1',
+                      MMEFFNET_TEST_MARKER=marker)
     wait_for_file(marker, proc, str(tmp_path / 'kill2.log'))
     partial = open(marker).read()
     sigkill(proc)

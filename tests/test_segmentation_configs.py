@@ -11,10 +11,10 @@ from mmengine.registry import init_default_scope
 
 from conftest import CONFIGS
 from mmeffnet import EfficientNet
-from mmeffnet.runtime.setup import adapt_sync_bn
+from mmeffnet.config import swap_sync_bn
 
-SEG_CONFIGS = sorted(p for p in glob.glob(osp.join(CONFIGS, 'segmentation', '*.py'))
-                     if not osp.basename(p).startswith('_'))
+SEG_CONFIGS = sorted(
+    p for p in glob.glob(osp.join(CONFIGS, 'segmentation', '*.py')) if not osp.basename(p).startswith('_'))
 IDS = [osp.basename(p)[:-3] for p in SEG_CONFIGS]
 PRETRAINED_URL = re.compile(r'^https://download\.openmmlab\.com/mmclassification/v0/efficientnet/'
                             r'efficientnet-(b\d)_3rdparty_8xb32-aa_in1k_\d+-[0-9a-f]+\.pth$')
@@ -22,7 +22,7 @@ PRETRAINED_URL = re.compile(r'^https://download\.openmmlab\.com/mmclassification
 
 def load_cfg(path: str) -> Config:
     cfg = Config.fromfile(path)
-    adapt_sync_bn(cfg, distributed=False)
+    swap_sync_bn(cfg, distributed=False)
     return cfg
 
 
@@ -43,9 +43,10 @@ def _heads(model):
 
 def test_every_area_config_is_present():
     names = set(IDS)
-    assert {'fpn_effb3_4xb4-160k_ade20k-512x512', 'deeplabv3plus_effb3-d8_4xb4-80k_ade20k-512x512',
-            'upernet_effb5_4xb4-160k_ade20k-512x512',
-            'deeplabv3plus_effb3-d8_4xb4-40k_voc12aug-512x512'} <= names, names
+    assert {
+        'fpn_effb3_4xb4-160k_ade20k-512x512', 'deeplabv3plus_effb3-d8_4xb4-80k_ade20k-512x512',
+        'upernet_effb5_4xb4-160k_ade20k-512x512', 'deeplabv3plus_effb3-d8_4xb4-40k_voc12aug-512x512'
+    } <= names, names
 
 
 @pytest.mark.parametrize('path', SEG_CONFIGS, ids=IDS)
@@ -118,14 +119,14 @@ def test_datasets_are_checked_and_classes_agree(path):
     assert cfg.model.decode_head.num_classes == num_classes
     if 'auxiliary_head' in cfg.model:
         assert cfg.model.auxiliary_head.num_classes == num_classes
-    assert [h.type for h in cfg.custom_hooks] == ['SegDataCheckHook']
+    assert [h.type for h in cfg.custom_hooks] == ['mmeffnet.SegDataCheckHook']
     for split in ('train', 'val', 'test'):
         for ds in _leaf_datasets(cfg[f'{split}_dataloader'].dataset):
             assert ds.type == dataset_cls.__name__
             if ade:
                 assert ds.reduce_zero_label is True
             types = [t.type for t in ds.pipeline]
-            check = types.index('CheckSegSample')
+            check = types.index('mmeffnet.CheckSegSample')
             assert types[check - 1] == 'LoadAnnotations', types
             assert ds.pipeline[check].num_classes == num_classes
 
@@ -140,9 +141,15 @@ def _train_pipeline(cfg):
 
 # ------------------------------------------------------------------ dilated backbones
 
+
 @pytest.mark.parametrize('output_stride, strides, dilations', [
-    (8, [4, 8, 8, 8], {4: {1, 2}, 5: {2, 4}}),
-    (16, [4, 8, 16, 16], {5: {1, 2}}),
+    (8, [4, 8, 8, 8], {
+        4: {1, 2},
+        5: {2, 4}
+    }),
+    (16, [4, 8, 16, 16], {
+        5: {1, 2}
+    }),
 ])
 def test_dilated_seg_backbone_keeps_parameters_and_early_features(output_stride, strides, dilations):
     torch.manual_seed(0)

@@ -13,7 +13,6 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 from conftest import CONFIGS, run_tool
-
 from mmeffnet.datasets.seg_checks import CheckSegSample, check_seg_files  # registers them in mmseg
 
 ADE_CONFIG = osp.join(CONFIGS, 'segmentation', 'fpn_effb3_4xb4-160k_ade20k-512x512.py')
@@ -43,9 +42,9 @@ def make_ade(root, labels, img_sizes=None) -> str:
 def ade_labels(n=2) -> list:
     """Class k is stored as k + 1, 0 = unlabelled."""
     label = np.zeros((H, W), np.uint8)
-    label[:, :10] = 1        # wall
-    label[:, 10:20] = 3      # sky
-    label[:12, 20:] = 150    # the last class (flag)
+    label[:, :10] = 1  # wall
+    label[:, 10:20] = 3  # sky
+    label[:12, 20:] = 150  # the last class (flag)
     return [label.copy() for _ in range(n)]
 
 
@@ -82,8 +81,10 @@ def test_label_values_above_the_classes_are_reported_as_stored(tmp_path):
     labels[1][0, 0], labels[1][1, 1], labels[1][2, 2] = 151, 200, 255  # 255 is a valid ignore value
     ds = build_dataset(ADE_CONFIG, 'train', make_ade(tmp_path, labels))
     ds[0]
-    with pytest.raises(ValueError, match=r'ADE_val_00000001\.png \(image .*ADE_val_00000001\.jpg\) has '
-                                         r'values \[151, 200\] .*valid values are 1\.\.150'):
+    with pytest.raises(
+            ValueError,
+            match=r'ADE_val_00000001\.png \(image .*ADE_val_00000001\.jpg\) has '
+            r'values \[151, 200\] .*valid values are 1\.\.150'):
         ds[1]
 
 
@@ -102,14 +103,15 @@ def make_voc(root, labels, names=None, listed=None) -> str:
 
 def test_voc_values_without_reduce_zero_label(tmp_path):
     label = np.zeros((H, W), np.uint8)
-    label[:, :5] = 15     # person
-    label[:, 5:7] = 255   # boundary: ignored
+    label[:, :5] = 15  # person
+    label[:, 5:7] = 255  # boundary: ignored
     bad = label.copy()
     bad[0, 0] = 21
     ds = build_dataset(VOC_CONFIG, 'val', make_voc(tmp_path, [label, bad]))
     assert set(np.unique(ds[0]['data_samples'].gt_sem_seg.data.numpy())) == {0, 15, 255}
-    with pytest.raises(ValueError, match=r'2007_000001\.png .*values \[21\] .*valid values are 0\.\.20 '
-                                         r'\(the classes\) and 255'):
+    with pytest.raises(
+            ValueError, match=r'2007_000001\.png .*values \[21\] .*valid values are 0\.\.20 '
+            r'\(the classes\) and 255'):
         ds[1]
 
 
@@ -123,8 +125,9 @@ def test_missing_image_and_missing_label_are_listed(tmp_path):
         check_seg_files(ds)
     msg = str(err.value)
     assert '2 missing file(s)' in msg
-    assert re.search(r'image \S+images/validation/ADE_val_00000001\.jpg does not exist '
-                     r'\(its label is \S+annotations/validation/ADE_val_00000001\.png\)', msg), msg
+    assert re.search(
+        r'image \S+images/validation/ADE_val_00000001\.jpg does not exist '
+        r'\(its label is \S+annotations/validation/ADE_val_00000001\.png\)', msg), msg
     assert re.search(r'label \S+annotations/validation/ADE_val_00000002\.png does not exist', msg), msg
 
 
@@ -140,10 +143,17 @@ def test_train_tool_stops_on_a_missing_image_before_training(tmp_path):
     root = make_ade(tmp_path / 'ade', ade_labels(2))
     (tmp_path / 'ade' / 'images' / 'validation' / 'ADE_val_00000001.jpg').unlink()
     proc = run_tool(
-        'tools/train.py', ADE_CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-        f'train_dataloader.dataset.data_root={root}', 'train_dataloader.dataset.data_prefix.img_path=images/validation',
+        'tools/train.py',
+        ADE_CONFIG,
+        '--work-dir',
+        str(tmp_path / 'work'),
+        '--cfg-options',
+        f'train_dataloader.dataset.data_root={root}',
+        'train_dataloader.dataset.data_prefix.img_path=images/validation',
         'train_dataloader.dataset.data_prefix.seg_map_path=annotations/validation',
-        f'val_dataloader.dataset.data_root={root}', timeout=300, check=False)
+        f'val_dataloader.dataset.data_root={root}',
+        timeout=300,
+        check=False)
     assert proc.returncode == 2, proc.stderr[-3000:]
     error = [line for line in proc.stderr.splitlines() if line.startswith('ERROR:')]
     assert error and 'ADE20KDataset' in error[0], proc.stderr[-3000:]
@@ -164,9 +174,9 @@ def test_ignored_pixels_never_count_in_miou(tmp_path):
     """Through the config's test pipeline and mmseg's IoUMetric: predictions that are right on
     every labelled pixel and wrong on every ignored one (unlabelled 0 and 255 in the file)
     score 100; one wrong labelled pixel lowers the score."""
+    from mmengine.structures import PixelData
     from mmseg.evaluation import IoUMetric
     from mmseg.structures import SegDataSample
-    from mmengine.structures import PixelData
     labels = ade_labels(2)
     labels[1][20:, :] = 255
     ds = build_dataset(ADE_CONFIG, 'test', make_ade(tmp_path, labels))

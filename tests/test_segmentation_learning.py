@@ -23,7 +23,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from conftest import run_tool
-from mmeffnet.runtime.setup import adapt_sync_bn
+from mmeffnet.config import swap_sync_bn
 from test_segmentation_tools import ADE_VAL, FPN_CONFIG, _index, eval_options
 
 ITERS, SIZE = 200, 128
@@ -34,9 +34,12 @@ def train_options(cfg: Config, ade_sample: str) -> list:
     pipeline = cfg.train_dataloader.dataset.pipeline
     resize, crop = _index(pipeline, 'RandomResize'), _index(pipeline, 'RandomCrop')
     return [
-        'model.backbone.init_cfg=None', 'randomness.seed=0',
-        f'model.data_preprocessor.size=({SIZE},{SIZE})', 'model.backbone.norm_cfg.momentum=0.1',
-        'train_dataloader.batch_size=3', 'train_dataloader.num_workers=0',
+        'model.backbone.init_cfg=None',
+        'randomness.seed=0',
+        f'model.data_preprocessor.size=({SIZE},{SIZE})',
+        'model.backbone.norm_cfg.momentum=0.1',
+        'train_dataloader.batch_size=3',
+        'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
         f'train_dataloader.dataset.data_root={ade_sample}',
         f'train_dataloader.dataset.data_prefix.img_path={ADE_VAL[0]}',
@@ -44,16 +47,18 @@ def train_options(cfg: Config, ade_sample: str) -> list:
         f'train_dataloader.dataset.pipeline.{resize}.scale=(2048,{SIZE})',
         f'train_dataloader.dataset.pipeline.{resize}.ratio_range=(1.0,1.0)',
         f'train_dataloader.dataset.pipeline.{crop}.crop_size=({SIZE},{SIZE})',
-        f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
-        f'default_hooks.checkpoint.interval={ITERS}', 'default_hooks.logger.interval=50',
-        f'param_scheduler.0.end={ITERS}', 'optim_wrapper.optimizer.lr=0.05',
+        f'train_cfg.max_iters={ITERS}',
+        f'train_cfg.val_interval={ITERS}',
+        f'default_hooks.checkpoint.interval={ITERS}',
+        'default_hooks.logger.interval=50',
+        f'param_scheduler.0.end={ITERS}',
+        'optim_wrapper.optimizer.lr=0.05',
         *eval_options(cfg, 'val', ade_sample, short_side=SIZE),
     ]
 
 
 def test_miou(ckpt: str, options: list, work_dir: str) -> float:
-    proc = run_tool('tools/test.py', FPN_CONFIG, ckpt, '--work-dir', work_dir, '--cfg-options', *options,
-                    timeout=600)
+    proc = run_tool('tools/test.py', FPN_CONFIG, ckpt, '--work-dir', work_dir, '--cfg-options', *options, timeout=600)
     return float(re.findall(r'Iter\(test\) \[3/3\]\s+aAcc: \S+\s+mIoU: (\d+\.\d+)', proc.stdout + proc.stderr)[-1])
 
 
@@ -66,7 +71,7 @@ def write_untrained_checkpoint(cfg: Config, path: str) -> None:
     from mmseg.datasets import ADE20KDataset
     from mmseg.registry import MODELS
     cfg = cfg.copy()
-    adapt_sync_bn(cfg, distributed=False)
+    swap_sync_bn(cfg, distributed=False)
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -82,8 +87,14 @@ def test_fpn_b3_learns_the_sample_far_above_untrained(ade_sample, tmp_path):
     write_untrained_checkpoint(cfg, untrained_ckpt)
     untrained = test_miou(untrained_ckpt, test_options, str(tmp_path / 'untrained'))
 
-    run_tool('tools/train.py', FPN_CONFIG, '--work-dir', str(tmp_path / 'train'), '--cfg-options',
-             *train_options(cfg, ade_sample), timeout=1200)
+    run_tool(
+        'tools/train.py',
+        FPN_CONFIG,
+        '--work-dir',
+        str(tmp_path / 'train'),
+        '--cfg-options',
+        *train_options(cfg, ade_sample),
+        timeout=1200)
     trained = test_miou(str(tmp_path / 'train' / f'iter_{ITERS}.pth'), test_options, str(tmp_path / 'trained'))
 
     print(f'mIoU on the 3 ADE20K sample images: untrained {untrained:.2f}, '

@@ -31,8 +31,12 @@ def _index(pipeline, type_name: str) -> int:
     return [t['type'] for t in pipeline].index(type_name)
 
 
-def small_train_options(config: str, data_root: str, img_dir: str = ADE_VAL[0], seg_dir: str = ADE_VAL[1],
-                        iters: int = ITERS, batch: int = 2) -> list:
+def small_train_options(config: str,
+                        data_root: str,
+                        img_dir: str = ADE_VAL[0],
+                        seg_dir: str = ADE_VAL[1],
+                        iters: int = ITERS,
+                        batch: int = 2) -> list:
     """--cfg-options that shrink a segmentation config to ``CROP`` px crops on ``data_root``."""
     cfg = Config.fromfile(config)
     train = cfg.train_dataloader.dataset
@@ -42,16 +46,21 @@ def small_train_options(config: str, data_root: str, img_dir: str = ADE_VAL[0], 
     options = [
         'model.backbone.init_cfg=None',  # no download; the tests never reach the network
         f'model.data_preprocessor.size=({CROP},{CROP})',
-        f'train_dataloader.batch_size={batch}', 'train_dataloader.num_workers=0',
+        f'train_dataloader.batch_size={batch}',
+        'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
-        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-        f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=1',
+        f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_interval={iters}',
+        f'default_hooks.checkpoint.interval={iters}',
+        'default_hooks.logger.interval=1',
     ]
     for ds in datasets:
-        options += [f'{ds}.data_root={data_root}', f'{ds}.data_prefix.img_path={img_dir}',
-                    f'{ds}.data_prefix.seg_map_path={seg_dir}',
-                    f'{ds}.pipeline.{_index(pipeline, "RandomResize")}.scale=(256,{SHORT_SIDE})',
-                    f'{ds}.pipeline.{_index(pipeline, "RandomCrop")}.crop_size=({CROP},{CROP})']
+        options += [
+            f'{ds}.data_root={data_root}', f'{ds}.data_prefix.img_path={img_dir}',
+            f'{ds}.data_prefix.seg_map_path={seg_dir}',
+            f'{ds}.pipeline.{_index(pipeline, "RandomResize")}.scale=(256,{SHORT_SIDE})',
+            f'{ds}.pipeline.{_index(pipeline, "RandomCrop")}.crop_size=({CROP},{CROP})'
+        ]
         if 'Pad' in [t['type'] for t in pipeline]:  # VOC pads every crop to the crop size
             options.append(f'{ds}.pipeline.{_index(pipeline, "Pad")}.size=({CROP},{CROP})')
     options += eval_options(cfg, 'val', data_root)
@@ -61,9 +70,11 @@ def small_train_options(config: str, data_root: str, img_dir: str = ADE_VAL[0], 
 def eval_options(cfg: Config, split: str, data_root: str, short_side: int = SHORT_SIDE) -> list:
     """--cfg-options that evaluate on ``data_root`` at ``short_side`` px, in the main process."""
     resize = _index(cfg[f'{split}_dataloader'].dataset.pipeline, 'Resize')
-    return [f'{split}_dataloader.dataset.data_root={data_root}', f'{split}_dataloader.num_workers=0',
-            f'{split}_dataloader.persistent_workers=False',
-            f'{split}_dataloader.dataset.pipeline.{resize}.scale=(2048,{short_side})']
+    return [
+        f'{split}_dataloader.dataset.data_root={data_root}', f'{split}_dataloader.num_workers=0',
+        f'{split}_dataloader.persistent_workers=False',
+        f'{split}_dataloader.dataset.pipeline.{resize}.scale=(2048,{short_side})'
+    ]
 
 
 def per_class_rows(log: str) -> list:
@@ -83,12 +94,19 @@ def trained(tmp_path_factory, ade_sample):
     def train(config: str) -> str:
         if config not in runs:
             work = str(tmp_path_factory.mktemp(osp.basename(config)[:-3]))
-            proc = run_tool('tools/train.py', config, '--work-dir', work, '--cfg-options',
-                            *small_train_options(config, ade_sample), timeout=600)
+            proc = run_tool(
+                'tools/train.py',
+                config,
+                '--work-dir',
+                work,
+                '--cfg-options',
+                *small_train_options(config, ade_sample),
+                timeout=600)
             log = proc.stdout + proc.stderr
             assert f'Iter(train) [{ITERS}/{ITERS}]' in log, log[-3000:]
             runs[config] = work
         return runs[config]
+
     return train
 
 
@@ -96,13 +114,20 @@ def trained(tmp_path_factory, ade_sample):
 def test_train_then_test_reports_miou_of_150_classes(config, trained, ade_sample, tmp_path):
     work = trained(config)
     ckpt = osp.join(work, f'iter_{ITERS}.pth')
-    from mmeffnet.models.checkpoint import read_checkpoint
+    from mmeffnet.checkpoint import read_checkpoint
     meta = read_checkpoint(ckpt)['meta']
     assert [c.strip() for c in meta['dataset_meta']['classes']] == ade_classes()
 
     # init_cfg keeps its download URL: testing must never initialise weights, only load ckpt
-    proc = run_tool('tools/test.py', config, ckpt, '--work-dir', str(tmp_path), '--cfg-options',
-                    *eval_options(Config.fromfile(config), 'test', ade_sample), timeout=600)
+    proc = run_tool(
+        'tools/test.py',
+        config,
+        ckpt,
+        '--work-dir',
+        str(tmp_path),
+        '--cfg-options',
+        *eval_options(Config.fromfile(config), 'test', ade_sample),
+        timeout=600)
     log = proc.stdout + proc.stderr
     rows = per_class_rows(log)
     assert [name for name, _, _ in rows] == ade_classes()
@@ -121,18 +146,31 @@ def test_train_then_test_reports_miou_of_150_classes(config, trained, ade_sample
 
 def test_inferencer_and_demo_overlay(trained, ade_sample, tmp_path):
     from mmseg.apis import MMSegInferencer
+
+    from mmeffnet.runtime import safe_checkpoint_loading
     ckpt = osp.join(trained(FPN_CONFIG), f'iter_{ITERS}.pth')
     image = osp.join(ade_sample, ADE_VAL[0], 'ADE_val_00000002.jpg')
     rgb = mmcv.imread(image, channel_order='rgb')
 
-    inferencer = MMSegInferencer(model=FPN_CONFIG, weights=ckpt, device='cpu')
+    with safe_checkpoint_loading():  # mmengine reads the mmengine checkpoint under torch>=2.6's weights_only
+        inferencer = MMSegInferencer(model=FPN_CONFIG, weights=ckpt, device='cpu')
     assert [c.strip() for c in inferencer.model.dataset_meta['classes']] == ade_classes()
     pred = inferencer(image)['predictions']
     assert pred.shape == rgb.shape[:2] and pred.max() < 150
 
     overlay, labels = tmp_path / 'overlay.png', tmp_path / 'labels.png'
-    proc = run_tool('tools/demo/segmentation_demo.py', image, FPN_CONFIG, ckpt, '--out', str(overlay),
-                    '--pred-out', str(labels), '--opacity', '0.5', timeout=300)
+    proc = run_tool(
+        'tools/demo/segmentation_demo.py',
+        image,
+        FPN_CONFIG,
+        ckpt,
+        '--out',
+        str(overlay),
+        '--pred-out',
+        str(labels),
+        '--opacity',
+        '0.5',
+        timeout=300)
     assert f'wrote {overlay}' in proc.stdout
     assert 'save_dir' not in proc.stderr, proc.stderr  # no LocalVisBackend warning: it draws in memory
     demo_labels = np.array(Image.open(labels))
@@ -151,8 +189,16 @@ def test_test_tool_names_a_bad_label_found_in_a_worker(trained, ade_sample, tmp_
     seg_dir.mkdir(parents=True)
     Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(img_dir / 'ADE_val_00000001.jpg')
     Image.fromarray(np.ones((30, 32), np.uint8)).save(seg_dir / 'ADE_val_00000001.png')
-    proc = run_tool('tools/test.py', FPN_CONFIG, ckpt, '--work-dir', str(tmp_path / 'work'),
-                    '--cfg-options', f'test_dataloader.dataset.data_root={tmp_path}', check=False, timeout=300)
+    proc = run_tool(
+        'tools/test.py',
+        FPN_CONFIG,
+        ckpt,
+        '--work-dir',
+        str(tmp_path / 'work'),
+        '--cfg-options',
+        f'test_dataloader.dataset.data_root={tmp_path}',
+        check=False,
+        timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]
     error = proc.stderr[proc.stderr.index('ERROR:'):]
     assert f'label {seg_dir}/ADE_val_00000001.png is 32x30 (WxH)' in error
@@ -182,9 +228,14 @@ def make_voc_aug(root) -> str:
 
 def test_voc12aug_config_trains_and_validates_21_classes(tmp_path):
     root = make_voc_aug(tmp_path / 'VOC2012')
-    proc = run_tool('tools/train.py', VOC_CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-                    *small_train_options(VOC_CONFIG, root, img_dir='JPEGImages', seg_dir='SegmentationClassAug'),
-                    timeout=600)
+    proc = run_tool(
+        'tools/train.py',
+        VOC_CONFIG,
+        '--work-dir',
+        str(tmp_path / 'work'),
+        '--cfg-options',
+        *small_train_options(VOC_CONFIG, root, img_dir='JPEGImages', seg_dir='SegmentationClassAug'),
+        timeout=600)
     log = proc.stdout + proc.stderr
     assert f'Iter(train) [{ITERS}/{ITERS}]' in log
     from mmseg.datasets import PascalVOCDataset

@@ -9,7 +9,7 @@
 #                                                              (default: ~/.cache/mmeffnet/wheels)
 #   USE_SYSTEM_TORCH=1  create the venv with --system-site-packages and keep the torch (and an mmcv
 #                 with ops) that PYTHON already has instead of installing torch 2.14.1
-#   EXTRAS        extra requirement files to install          (default: requirements/tests.txt)
+#   EXTRAS        extra requirement files to install          (default: requirements/tests.txt requirements/lint.txt)
 #   MMCV_BUILD_CMD  command that builds an mmcv wheel into the folder given as its one argument
 #                 (default: bash tools/build_mmcv.sh, which compiles with MAX_JOBS = the number of cores)
 # Every failure ends with one line '[install] ERROR: ...' that names the step and what to do.
@@ -21,7 +21,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 WHEELHOUSE=${WHEELHOUSE:-$HOME/.cache/mmeffnet/wheels}
 USE_SYSTEM_TORCH=${USE_SYSTEM_TORCH:-0}
-EXTRAS=${EXTRAS:-requirements/tests.txt}
+EXTRAS=${EXTRAS:-requirements/tests.txt requirements/lint.txt}
 DEFAULT_BUILD_CMD="bash tools/build_mmcv.sh"
 MMCV_BUILD_CMD=${MMCV_BUILD_CMD:-$DEFAULT_BUILD_CMD}
 TORCH_SPEC="torch==2.14.1 torchvision==0.29.1"

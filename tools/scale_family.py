@@ -13,13 +13,14 @@ import argparse
 import os.path as osp
 import sys
 
-import mmeffnet  # noqa: F401
 from mmengine.config import Config, DictAction
 
+import mmeffnet  # noqa: F401
+import mmeffnet.tool_entry  # noqa: F401  (no pkg_resources noise; mmeffnet:: config bases)
 from mmeffnet.arch import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
 from mmeffnet.runtime.cli import run_cli
 from mmeffnet.search import Coefficients, make_family, write_family
-from mmeffnet.search.paper_check import paper_check_markdown
+from mmeffnet.search.eq3_check import eq3_check_markdown
 from mmeffnet.search.report import baseline_lines, family_table
 
 
@@ -32,14 +33,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--phi-max', type=int, default=7, help='largest phi of the family (1..N)')
     parser.add_argument('--out-dir', help='where to write the configs (default: work_dirs/scaled_family/<config>)')
     parser.add_argument('--no-write', action='store_true', help='print the table only')
-    parser.add_argument('--size-divisor', type=int,
-                        help='round scaled input sizes to multiples of this (default 1 for classification, '
-                        '32 for detection and segmentation)')
-    parser.add_argument('--tolerance', type=float, default=0.1,
-                        help='mark members whose MACs ratio is further than this from 2^phi')
+    parser.add_argument(
+        '--size-divisor',
+        type=int,
+        help='round scaled input sizes to multiples of this (default 1 for classification, '
+        '32 for detection and segmentation)')
+    parser.add_argument(
+        '--tolerance', type=float, default=0.1, help='mark members whose MACs ratio is further than this from 2^phi')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override keys of CONFIG first')
-    parser.add_argument('--paper-check', action='store_true',
-                        help='print the eq. 3 check on B0 and the official B1-B7 instead (no CONFIG)')
+    parser.add_argument(
+        '--paper-check',
+        action='store_true',
+        help='print the eq. 3 check on B0 and the official B1-B7 instead (no CONFIG)')
     return parser.parse_args()
 
 
@@ -48,7 +53,7 @@ def main() -> int:
     if args.paper_check:
         if args.config:
             raise ValueError('--paper-check takes no CONFIG (it checks B0 and the official B1-B7)')
-        print(paper_check_markdown(args.phi_max))
+        print(eq3_check_markdown(args.phi_max))
         return 0
     if not args.config:
         raise ValueError('give a CONFIG to scale (or --paper-check)')
@@ -63,7 +68,7 @@ def main() -> int:
     print(f'eq. 3 with alpha={coeffs.alpha:g}, beta={coeffs.beta:g}, gamma={coeffs.gamma:g} '
           f'(alpha*beta^2*gamma^2 = {coeffs.flops_factor:.4f})\n')
     print(family_table(plan, args.tolerance))
-    outside = [m for m in plan.members if abs(plan.ratio(m) / 2 ** m.phi - 1) > args.tolerance]
+    outside = [m for m in plan.members if abs(plan.ratio(m) / 2**m.phi - 1) > args.tolerance]
     if outside:
         print(f'\n(!) {len(outside)} member(s) are more than {args.tolerance:.0%} from 2^phi: rounding '
               '(blocks rounded up, channels to multiples of 8, sizes to the divisor), parts eq. 3 does not '

@@ -8,9 +8,12 @@ import os.path as osp
 import sys
 
 import mmeffnet  # noqa: F401
-from mmeffnet.runtime.checkpointing import check_checkpoint_fits, read_weights
-from mmeffnet.runtime.cli import add_common_args, enable_visualization, load_config, run_cli, toolbox_of
-from mmeffnet.runtime.config_checks import check_dataloaders
+import mmeffnet.tool_entry  # noqa: F401  (no pkg_resources noise; mmeffnet:: config bases)
+from mmeffnet.checkpoint import read_state_dict
+from mmeffnet.config import check_dataloaders, toolbox_of
+from mmeffnet.runtime import safe_checkpoint_loading
+from mmeffnet.runtime.cli import add_common_args, enable_visualization, load_config, run_cli
+from mmeffnet.runtime.load_checks import check_checkpoint_fits
 
 
 def parse_args() -> argparse.Namespace:
@@ -32,7 +35,7 @@ def main() -> int:
     check_dataloaders(cfg, ('test', ))
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint file not found: {args.checkpoint}')
-    weights = read_weights(args.checkpoint)  # a bad file fails now, before the model and data are built
+    weights = read_state_dict(args.checkpoint)  # a bad file fails now, before the model and data are built
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show_dir, args.show)
@@ -47,7 +50,8 @@ def main() -> int:
         else:
             from mmengine.evaluator import DumpResults as Dump
         runner.test_evaluator.metrics.append(Dump(out_file_path=args.out))
-    runner.test()
+    with safe_checkpoint_loading():  # mmengine reads mmengine checkpoints under torch>=2.6's weights_only
+        runner.test()
     return 0
 
 

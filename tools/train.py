@@ -6,22 +6,31 @@
 import argparse
 import sys
 
-import mmeffnet  # noqa: F401  (registers mmeffnet.* and mmengine checkpoint safety)
-from mmeffnet.runtime.checkpointing import check_checkpoint_fits, check_load_from, resolve_resume
+import mmeffnet  # noqa: F401  (registers mmeffnet.*)
+import mmeffnet.tool_entry  # noqa: F401  (no pkg_resources noise; mmeffnet:: config bases)
+from mmeffnet.config import check_train_config
+from mmeffnet.config.hooks import add_reliability_hooks
+from mmeffnet.runtime import safe_checkpoint_loading
 from mmeffnet.runtime.cli import add_common_args, load_config, run_cli
-from mmeffnet.runtime.config_checks import check_train_config
-from mmeffnet.runtime.reliability import add_reliability_hooks
+from mmeffnet.runtime.load_checks import check_checkpoint_fits, check_load_from
+from mmeffnet.runtime.resume import resolve_resume
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='config file')
-    parser.add_argument('--resume', nargs='?', const='auto', default=None,
-                        help='resume from CKPT, or with no value from the work dir\'s last complete checkpoint '
-                        '(falling back to the previous good one if it is damaged)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        help='resume from CKPT, or with no value from the work dir\'s last complete checkpoint '
+        '(falling back to the previous good one if it is damaged)')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the LR by (total batch size / auto_scale_lr.base_batch_size)')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the LR by (total batch size / auto_scale_lr.base_batch_size)')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -55,7 +64,8 @@ def main() -> int:
         check_checkpoint_fits(runner.model, resume_from)
     elif cfg.get('load_from'):
         check_load_from(runner.model, cfg.load_from)
-    runner.train()
+    with safe_checkpoint_loading():  # mmengine resumes mmengine checkpoints under torch>=2.6's weights_only
+        runner.train()
     return 0
 
 

@@ -16,8 +16,10 @@ imagenet_checkpoint = 'checkpoints/efficientnet-b0_3rdparty_8xb32-aa_in1k_202201
 
 model = dict(
     backbone=dict(arch=arch, init_cfg=dict(checkpoint=imagenet_checkpoint)),
-    head=dict(num_classes=num_classes, in_channels=build_network_spec(arch).head_channels,
-              dropout_rate=resolve_arch(arch).dropout))
+    head=dict(
+        num_classes=num_classes,
+        in_channels=build_network_spec(arch).head_channels,
+        dropout_rate=resolve_arch(arch).dropout))
 # CIFAR arrays are RGB already; normalised with the ImageNet statistics the weights were trained with.
 data_preprocessor = dict(
     num_classes=num_classes, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=False)
@@ -32,11 +34,15 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    batch_size=32, num_workers=4, persistent_workers=True,
-    dataset=dict(type='OfflineCIFAR10', data_root='data/cifar10', pipeline=train_pipeline))
+    batch_size=32,
+    num_workers=4,
+    persistent_workers=True,
+    dataset=dict(type='mmeffnet.OfflineCIFAR10', data_root='data/cifar10', pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=64, num_workers=4, persistent_workers=True,
-    dataset=dict(type='OfflineCIFAR10', data_root='data/cifar10', pipeline=test_pipeline))
+    batch_size=64,
+    num_workers=4,
+    persistent_workers=True,
+    dataset=dict(type='mmeffnet.OfflineCIFAR10', data_root='data/cifar10', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_evaluator = val_evaluator

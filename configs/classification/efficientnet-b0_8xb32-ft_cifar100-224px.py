@@ -7,6 +7,6 @@ num_classes = 100
 dataset_type = 'CIFAR100'  # mmpretrain's name; the loaders below read the offline copy
 model = dict(head=dict(num_classes=num_classes))
 data_preprocessor = dict(num_classes=num_classes)
-train_dataloader = dict(dataset=dict(type='OfflineCIFAR100', data_root='data/cifar100'))
-val_dataloader = dict(dataset=dict(type='OfflineCIFAR100', data_root='data/cifar100'))
+train_dataloader = dict(dataset=dict(type='mmeffnet.OfflineCIFAR100', data_root='data/cifar100'))
+val_dataloader = dict(dataset=dict(type='mmeffnet.OfflineCIFAR100', data_root='data/cifar100'))
 test_dataloader = val_dataloader

@@ -2,7 +2,7 @@
 # dropout and classifier width come from mmeffnet.arch.ARCHS; 8 GPUs x 64 images, the
 # LR follows the total batch from 0.256 at 4096 (auto_scale_lr).
 _base_ = ['./_base_/efficientnet_tf-recipe_in1k.py']
-from mmeffnet.datasets.cls_variants import train_variant  # noqa: E402
+from mmeffnet.config.fragments.classification import train_variant  # noqa: E402
 
 arch = 'b4'
 batch_size = 64  # per GPU

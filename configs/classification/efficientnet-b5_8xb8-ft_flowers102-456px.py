@@ -7,8 +7,8 @@
 # step (B5 at 456 px), 4,000 steps = 125 epochs of 2,040 images, about the number of passes the
 # CIFAR schedule makes; LR scaled linearly from 0.01 at 256.
 _base_ = ['./_base_/efficientnet_finetune.py']
-from mmeffnet.datasets.cls_variants import tf_test_pipeline, tf_train_pipeline  # noqa: E402
 from mmeffnet.arch import build_network_spec, resolve_arch  # noqa: E402
+from mmeffnet.config.fragments.classification import tf_test_pipeline, tf_train_pipeline  # noqa: E402
 
 arch = 'b5'
 img_size = resolve_arch(arch).resolution
@@ -19,22 +19,26 @@ imagenet_checkpoint = 'checkpoints/efficientnet-b5_3rdparty_8xb32-aa_in1k_202201
 
 model = dict(
     backbone=dict(arch=arch, init_cfg=dict(checkpoint=imagenet_checkpoint)),
-    head=dict(num_classes=num_classes, in_channels=build_network_spec(arch).head_channels,
-              dropout_rate=resolve_arch(arch).dropout))
+    head=dict(
+        num_classes=num_classes,
+        in_channels=build_network_spec(arch).head_channels,
+        dropout_rate=resolve_arch(arch).dropout))
 data_preprocessor = dict(
     num_classes=num_classes, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
 train_pipeline = tf_train_pipeline(arch, auto_augment=False)
 test_pipeline = tf_test_pipeline(arch)
 train_dataloader = dict(
-    batch_size=8, num_workers=4, persistent_workers=True,
+    batch_size=8,
+    num_workers=4,
+    persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(type='CustomDataset', data_root='data/flowers102', data_prefix='train',
-                 pipeline=train_pipeline))
+    dataset=dict(type='CustomDataset', data_root='data/flowers102', data_prefix='train', pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=16, num_workers=4, persistent_workers=True,
+    batch_size=16,
+    num_workers=4,
+    persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='CustomDataset', data_root='data/flowers102', data_prefix='test',
-                 pipeline=test_pipeline))
+    dataset=dict(type='CustomDataset', data_root='data/flowers102', data_prefix='test', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_evaluator = val_evaluator

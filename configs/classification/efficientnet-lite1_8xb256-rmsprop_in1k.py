@@ -1,8 +1,9 @@
-# EfficientNet-Lite1 on ImageNet with the paper's training recipe (_base_/efficientnet-lite_tf-recipe_in1k.py): input size,
+# EfficientNet-Lite1 on ImageNet with the paper's training recipe
+# (_base_/efficientnet-lite_tf-recipe_in1k.py): input size,
 # dropout and classifier width come from mmeffnet.arch.ARCHS; 8 GPUs x 256 images, the
 # LR follows the total batch from 0.256 at 4096 (auto_scale_lr).
 _base_ = ['./_base_/efficientnet-lite_tf-recipe_in1k.py']
-from mmeffnet.datasets.cls_variants import train_variant  # noqa: E402
+from mmeffnet.config.fragments.classification import train_variant  # noqa: E402
 
 arch = 'lite1'
 batch_size = 256  # per GPU

@@ -2,8 +2,8 @@
 # mmseg's deeplabv3plus voc12aug recipe (4 GPUs x 4 images, 512x512 crops, SGD lr 0.01, poly LR,
 # 40k iterations) with the ResNet swapped. See the ADE20K variant for the backbone levels.
 _base_ = [
-    'mmseg::_base_/models/deeplabv3plus_r50-d8.py', './_base_/_voc12aug.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_40k.py'
+    'mmseg::_base_/models/deeplabv3plus_r50-d8.py', './_base_/_voc12aug.py', 'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_40k.py'
 ]
 from mmeffnet.arch import build_network_spec  # noqa: E402
 
@@ -31,8 +31,7 @@ model = dict(
         padding='same',
         norm_cfg=dict(type='SyncBN', eps=1e-3, momentum=0.01, requires_grad=True),
         init_cfg=dict(type='Pretrained', prefix='backbone', checkpoint=backbone_checkpoint)),
-    decode_head=dict(
-        in_channels=backbone_channels[3], in_index=3, c1_in_channels=backbone_channels[0], num_classes=21),
+    decode_head=dict(in_channels=backbone_channels[3], in_index=3, c1_in_channels=backbone_channels[0], num_classes=21),
     auxiliary_head=dict(in_channels=backbone_channels[2], in_index=2, num_classes=21))
 
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -3,8 +3,8 @@
 # The two last stride-2 stages of the backbone run at stride 1 with dilated depthwise convs
 # (output_stride=8, the "-d8" in the name); the parameters, and so the ImageNet weights, are unchanged.
 _base_ = [
-    'mmseg::_base_/models/deeplabv3plus_r50-d8.py', './_base_/_ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
+    'mmseg::_base_/models/deeplabv3plus_r50-d8.py', './_base_/_ade20k.py', 'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py'
 ]
 from mmeffnet.arch import build_network_spec  # noqa: E402
 

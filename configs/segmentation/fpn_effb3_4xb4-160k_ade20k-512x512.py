@@ -1,8 +1,8 @@
 # Semantic FPN (FPN neck + FPNHead) with EfficientNet-B3 on ADE20K: mmseg's sem_fpn ADE20K recipe
 # (4 GPUs x 4 images, 512x512 crops, SGD lr 0.01, poly LR, 160k iterations) with the ResNet swapped.
 _base_ = [
-    'mmseg::_base_/models/fpn_r50.py', './_base_/_ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
+    'mmseg::_base_/models/fpn_r50.py', './_base_/_ade20k.py', 'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_160k.py'
 ]
 # The neck's input channels are read from the scaled network, not typed in by hand.
 from mmeffnet.arch import build_network_spec  # noqa: E402

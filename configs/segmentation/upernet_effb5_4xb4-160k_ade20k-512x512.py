@@ -1,8 +1,8 @@
 # UPerNet with EfficientNet-B5 on ADE20K: mmseg's upernet ADE20K recipe (4 GPUs x 4 images,
 # 512x512 crops, SGD lr 0.01, poly LR, 160k iterations) with the ResNet swapped.
 _base_ = [
-    'mmseg::_base_/models/upernet_r50.py', './_base_/_ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
+    'mmseg::_base_/models/upernet_r50.py', './_base_/_ade20k.py', 'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_160k.py'
 ]
 from mmeffnet.arch import build_network_spec  # noqa: E402
 

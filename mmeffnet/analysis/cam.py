@@ -35,15 +35,16 @@ class CamResult:
 
 def _adapt_norm_layers(cfg: Config) -> None:
     # SyncBN cannot run in one process; for inference it is the same as BN.
-    from ..runtime.setup import adapt_sync_bn
-    adapt_sync_bn(cfg, distributed=False)
+    from ..config import swap_sync_bn
+    swap_sync_bn(cfg, distributed=False)
 
 
 def load_classifier(config: Union[str, Config], checkpoint: str, device: str = 'cpu') -> Tuple[nn.Module, Config]:
     """Build the config's ``ImageClassifier`` and load ``checkpoint`` into it strictly (a
     checkpoint of another arch or class count is a ``CheckpointMismatchError``)."""
     from mmengine.registry import init_default_scope
-    from ..models.checkpoint import check_and_load, extract_state_dict, read_checkpoint
+
+    from ..checkpoint import check_and_load, extract_state_dict, read_checkpoint
 
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     if cfg.get('default_scope') != 'mmpretrain':
@@ -88,7 +89,10 @@ def prepare_input(cfg: Config, image_path: str) -> dict:
 
 
 @torch.no_grad()
-def compute_cam(model: nn.Module, cfg: Config, image_path: str, target: Optional[int] = None,
+def compute_cam(model: nn.Module,
+                cfg: Config,
+                image_path: str,
+                target: Optional[int] = None,
                 topk: int = 5) -> CamResult:
     """The CAM of class ``target`` (default: the predicted class) for one image."""
     data = prepare_input(cfg, image_path)
@@ -110,8 +114,10 @@ def compute_cam(model: nn.Module, cfg: Config, image_path: str, target: Optional
     cam = (cam - cam.min()) / (cam.max() - cam.min()).clamp_min(1e-12)
     names = getattr(model, 'class_names', [f'class {i}' for i in range(num_classes)])
     top = probs.topk(min(topk, num_classes))
-    return CamResult(np.ascontiguousarray(view).astype(np.uint8), cam.cpu().numpy().astype(np.float32), k,
-                     [(int(i), names[int(i)], float(p)) for p, i in zip(top.values, top.indices)])
+    return CamResult(
+        np.ascontiguousarray(view).astype(np.uint8),
+        cam.cpu().numpy().astype(np.float32), k,
+        [(int(i), names[int(i)], float(p)) for p, i in zip(top.values, top.indices)])
 
 
 def heat_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = HEAT_ALPHA) -> np.ndarray:
@@ -152,8 +158,7 @@ def render_figure(results: Sequence[CamResult], labels: Sequence[str], title: st
 
     def place(index: int, picture: np.ndarray, caption: str) -> None:
         y, x = panel_origin(index, size)
-        canvas[y:y + size[0], x:x + size[1]] = cv2.resize(picture, (size[1], size[0]),
-                                                           interpolation=cv2.INTER_LINEAR)
+        canvas[y:y + size[0], x:x + size[1]] = cv2.resize(picture, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         _put_text(canvas, caption, x, TITLE_HEIGHT - 9, size[1], scale=0.5)
 
     place(0, results[0].image, title)

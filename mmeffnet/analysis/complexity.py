@@ -20,7 +20,8 @@ def count_macs(model: nn.Module, input_shape: Tuple[int, ...]) -> int:
 
 
 @torch.no_grad()
-def count_macs_split(model: nn.Module, input_shape: Tuple[int, ...],
+def count_macs_split(model: nn.Module,
+                     input_shape: Tuple[int, ...],
                      parts: Optional[Dict[str, nn.Module]] = None,
                      forward: Optional[Callable[[nn.Module, torch.Tensor], object]] = None) -> Dict[str, int]:
     """Like ``count_macs``, in one pass, also per submodule of ``parts`` (e.g. ``{'backbone': m.backbone}``).

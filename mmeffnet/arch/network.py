@@ -86,7 +86,9 @@ class NetworkSpec:
     def num_blocks(self) -> int:
         return sum(s.repeats for s in self.stages)
 
-    def blocks(self, output_stride: int = 32, drop_path_rate: float = 0.,
+    def blocks(self,
+               output_stride: int = 32,
+               drop_path_rate: float = 0.,
                drop_path_schedule: str = 'linspace') -> Tuple[BlockSpec, ...]:
         """Every MBConv block, in network order.
 
@@ -110,13 +112,20 @@ class NetworkSpec:
                 in_channels = stage.in_channels if i == 0 else stage.out_channels
                 position = per_level.get(stage.level, 0)
                 per_level[stage.level] = position + 1
-                blocks.append(BlockSpec(
-                    index=len(blocks), level=stage.level, position=position, in_channels=in_channels,
-                    out_channels=stage.out_channels, expand_ratio=stage.expand_ratio,
-                    kernel_size=stage.kernel_size, stride=block_stride, dilation=block_dilation,
-                    # EfficientNet squeezes to a fraction of the block's *input* channels
-                    se_channels=max(1, int(in_channels * se_ratio)) if se_ratio > 0 else 0,
-                    drop_path_rate=rates[len(blocks)]))
+                blocks.append(
+                    BlockSpec(
+                        index=len(blocks),
+                        level=stage.level,
+                        position=position,
+                        in_channels=in_channels,
+                        out_channels=stage.out_channels,
+                        expand_ratio=stage.expand_ratio,
+                        kernel_size=stage.kernel_size,
+                        stride=block_stride,
+                        dilation=block_dilation,
+                        # EfficientNet squeezes to a fraction of the block's *input* channels
+                        se_channels=max(1, int(in_channels * se_ratio)) if se_ratio > 0 else 0,
+                        drop_path_rate=rates[len(blocks)]))
         return tuple(blocks)
 
     def level_strides(self, output_stride: int = 32) -> Tuple[int, ...]:

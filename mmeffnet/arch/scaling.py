@@ -92,7 +92,9 @@ def round_repeats(repeats: int, depth_mult: float = 1.0) -> int:
     return int(math.ceil(depth_mult * repeats))
 
 
-def compound_scaling(phi: float, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
+def compound_scaling(phi: float,
+                     alpha: float = PAPER_ALPHA,
+                     beta: float = PAPER_BETA,
                      gamma: float = PAPER_GAMMA,
                      base_resolution: int = BASE_RESOLUTION) -> Tuple[float, float, int]:
     """Eq. 3: ``(depth_mult, width_mult, resolution)`` = ``(alpha^phi, beta^phi, r0 * gamma^phi)``.
@@ -105,14 +107,15 @@ def compound_scaling(phi: float, alpha: float = PAPER_ALPHA, beta: float = PAPER
             raise ValueError(f'eq. 3 requires {name} >= 1, got {name}={value}')
     if phi < 0:
         raise ValueError(f'phi must be >= 0, got phi={phi}')
-    return alpha ** phi, beta ** phi, int(round(base_resolution * gamma ** phi))
+    return alpha**phi, beta**phi, int(round(base_resolution * gamma**phi))
 
 
-def implied_phi(params: ArchParams, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
+def implied_phi(params: ArchParams,
+                alpha: float = PAPER_ALPHA,
+                beta: float = PAPER_BETA,
                 gamma: float = PAPER_GAMMA) -> Tuple[float, float, float]:
     """The phi each of (depth, width, resolution) of ``params`` corresponds to under eq. 3."""
-    return (math.log(params.depth_mult) / math.log(alpha),
-            math.log(params.width_mult) / math.log(beta),
+    return (math.log(params.depth_mult) / math.log(alpha), math.log(params.width_mult) / math.log(beta),
             math.log(params.resolution / BASE_RESOLUTION) / math.log(gamma))
 
 
@@ -154,5 +157,3 @@ def _reject_keys(given: dict, allowed: set) -> None:
     if unknown:
         raise KeyError(f'unknown arch keys {sorted(unknown)}; valid keys are {sorted(allowed)} '
                        '(plus dropout, lite, se_ratio)')
-
-

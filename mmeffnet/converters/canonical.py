@@ -57,15 +57,17 @@ def canonical_signature(canon: Dict[str, torch.Tensor]) -> Signature:
         for j in range(num_blocks(canon)):
             dw = canon[f'blocks.{j}.depthwise_conv.conv.weight']
             expand = canon.get(f'blocks.{j}.expand_conv.conv.weight')
-            blocks.append(BlockShape(
-                in_channels=int(expand.shape[1]) if expand is not None else int(dw.shape[0]),
-                mid_channels=int(dw.shape[0]),
-                out_channels=int(canon[f'blocks.{j}.linear_conv.conv.weight'].shape[0]),
-                kernel_size=int(dw.shape[-1]),
-                has_se=f'blocks.{j}.se.conv1.conv.weight' in canon))
+            blocks.append(
+                BlockShape(
+                    in_channels=int(expand.shape[1]) if expand is not None else int(dw.shape[0]),
+                    mid_channels=int(dw.shape[0]),
+                    out_channels=int(canon[f'blocks.{j}.linear_conv.conv.weight'].shape[0]),
+                    kernel_size=int(dw.shape[-1]),
+                    has_se=f'blocks.{j}.se.conv1.conv.weight' in canon))
         head = canon.get('head.conv.weight')
-        return Signature(int(canon['stem.conv.weight'].shape[0]), tuple(blocks),
-                         int(head.shape[0]) if head is not None else None)
+        return Signature(
+            int(canon['stem.conv.weight'].shape[0]), tuple(blocks),
+            int(head.shape[0]) if head is not None else None)
     except KeyError as exc:
         raise ConversionError(f'the checkpoint lacks {exc.args[0]} (in the canonical naming): it is '
                               'incomplete or not an EfficientNet') from None
@@ -73,8 +75,9 @@ def canonical_signature(canon: Dict[str, torch.Tensor]) -> Signature:
 
 def spec_signature(spec: NetworkSpec) -> Signature:
     """The signature a network built from ``spec`` has."""
-    blocks = tuple(BlockShape(b.in_channels, b.mid_channels, b.out_channels, b.kernel_size, b.se_channels > 0)
-                   for b in spec.blocks())
+    blocks = tuple(
+        BlockShape(b.in_channels, b.mid_channels, b.out_channels, b.kernel_size, b.se_channels > 0)
+        for b in spec.blocks())
     return Signature(spec.stem_channels, blocks, spec.head_channels)
 
 
@@ -89,7 +92,8 @@ def infer_arch(canon: Dict[str, torch.Tensor]) -> Optional[str]:
     return None
 
 
-def to_mmeffnet(canon: Dict[str, torch.Tensor], spec: NetworkSpec,
+def to_mmeffnet(canon: Dict[str, torch.Tensor],
+                spec: NetworkSpec,
                 classifier_prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """Place canonical tensors on mmeffnet's levels (``layers.{level}.{i}``) as ``spec`` groups them.
 

@@ -12,12 +12,17 @@ from .canonical import rename_all
 
 LAYOUT = 'lukemelas'
 _BLOCK = re.compile(r'^_blocks\.(\d+)\.(\w+)\.(.+)$')
-_TOP = {'_conv_stem': 'stem.conv', '_bn0': 'stem.bn', '_conv_head': 'head.conv', '_bn1': 'head.bn',
-        '_fc': 'fc'}
-_IN_BLOCK = {'_expand_conv': 'expand_conv.conv', '_bn0': 'expand_conv.bn',
-             '_depthwise_conv': 'depthwise_conv.conv', '_bn1': 'depthwise_conv.bn',
-             '_se_reduce': 'se.conv1.conv', '_se_expand': 'se.conv2.conv',
-             '_project_conv': 'linear_conv.conv', '_bn2': 'linear_conv.bn'}
+_TOP = {'_conv_stem': 'stem.conv', '_bn0': 'stem.bn', '_conv_head': 'head.conv', '_bn1': 'head.bn', '_fc': 'fc'}
+_IN_BLOCK = {
+    '_expand_conv': 'expand_conv.conv',
+    '_bn0': 'expand_conv.bn',
+    '_depthwise_conv': 'depthwise_conv.conv',
+    '_bn1': 'depthwise_conv.bn',
+    '_se_reduce': 'se.conv1.conv',
+    '_se_expand': 'se.conv2.conv',
+    '_project_conv': 'linear_conv.conv',
+    '_bn2': 'linear_conv.bn'
+}
 
 
 def to_canonical(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -26,12 +26,10 @@ from .canonical import ConversionError
 
 LAYOUT = 'tf'
 EMA_SUFFIX = '/ExponentialMovingAverage'
-_VARIABLE = re.compile(
-    r'^(?P<model>[^/]+)/(?P<scope>stem|head|blocks_(?P<block>\d+))/(?P<se>se/)?'
-    r'(?P<layer>depthwise_conv2d|conv2d|(?:tpu_)?batch_normalization|dense)(?:_(?P<n>\d+))?/'
-    r'(?P<param>kernel|depthwise_kernel|bias|gamma|beta|moving_mean|moving_variance)$')
-_BN_PARAM = {'gamma': 'weight', 'beta': 'bias', 'moving_mean': 'running_mean',
-             'moving_variance': 'running_var'}
+_VARIABLE = re.compile(r'^(?P<model>[^/]+)/(?P<scope>stem|head|blocks_(?P<block>\d+))/(?P<se>se/)?'
+                       r'(?P<layer>depthwise_conv2d|conv2d|(?:tpu_)?batch_normalization|dense)(?:_(?P<n>\d+))?/'
+                       r'(?P<param>kernel|depthwise_kernel|bias|gamma|beta|moving_mean|moving_variance)$')
+_BN_PARAM = {'gamma': 'weight', 'beta': 'bias', 'moving_mean': 'running_mean', 'moving_variance': 'running_var'}
 
 
 def is_model_variable(name: str) -> bool:
@@ -111,11 +109,13 @@ def to_canonical(variables: Dict[str, np.ndarray], use_ema: bool = True) -> Dict
             return prefix + 'depthwise_conv.conv' if n == 0 else None
         if layer == 'conv2d':
             order = sorted(convs[scope])
-            names = {2: ('expand_conv', 'linear_conv'), 1: ('linear_conv',)}.get(len(order))
+            names = {2: ('expand_conv', 'linear_conv'), 1: ('linear_conv', )}.get(len(order))
             return prefix + names[order.index(n)] + '.conv' if names else None
         order = sorted(norms[scope])
-        names = {3: ('expand_conv', 'depthwise_conv', 'linear_conv'),
-                 2: ('depthwise_conv', 'linear_conv')}.get(len(order))
+        names = {
+            3: ('expand_conv', 'depthwise_conv', 'linear_conv'),
+            2: ('depthwise_conv', 'linear_conv')
+        }.get(len(order))
         return prefix + names[order.index(n)] + '.bn' if names else None
 
     canon, unplaced = {}, []

@@ -13,14 +13,30 @@ from .canonical import rename_all
 
 LAYOUT = 'timm'
 _BLOCK = re.compile(r'^blocks\.(\d+)\.(\d+)\.(.+)$')
-_TOP = {'conv_stem.': 'stem.conv.', 'bn1.': 'stem.bn.', 'conv_head.': 'head.conv.', 'bn2.': 'head.bn.',
-        'classifier.': 'fc.'}
+_TOP = {
+    'conv_stem.': 'stem.conv.',
+    'bn1.': 'stem.bn.',
+    'conv_head.': 'head.conv.',
+    'bn2.': 'head.bn.',
+    'classifier.': 'fc.'
+}
 _SE = {'se.conv_reduce.': 'se.conv1.conv.', 'se.conv_expand.': 'se.conv2.conv.'}
-_INVERTED_RESIDUAL = {'conv_pw.': 'expand_conv.conv.', 'bn1.': 'expand_conv.bn.',
-                      'conv_dw.': 'depthwise_conv.conv.', 'bn2.': 'depthwise_conv.bn.',
-                      'conv_pwl.': 'linear_conv.conv.', 'bn3.': 'linear_conv.bn.', **_SE}
-_DEPTHWISE_SEPARABLE = {'conv_dw.': 'depthwise_conv.conv.', 'bn1.': 'depthwise_conv.bn.',
-                        'conv_pw.': 'linear_conv.conv.', 'bn2.': 'linear_conv.bn.', **_SE}
+_INVERTED_RESIDUAL = {
+    'conv_pw.': 'expand_conv.conv.',
+    'bn1.': 'expand_conv.bn.',
+    'conv_dw.': 'depthwise_conv.conv.',
+    'bn2.': 'depthwise_conv.bn.',
+    'conv_pwl.': 'linear_conv.conv.',
+    'bn3.': 'linear_conv.bn.',
+    **_SE
+}
+_DEPTHWISE_SEPARABLE = {
+    'conv_dw.': 'depthwise_conv.conv.',
+    'bn1.': 'depthwise_conv.bn.',
+    'conv_pw.': 'linear_conv.conv.',
+    'bn2.': 'linear_conv.bn.',
+    **_SE
+}
 
 
 def _replace_prefix(key: str, table: Dict[str, str]) -> Optional[str]:

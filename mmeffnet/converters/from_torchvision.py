@@ -30,8 +30,8 @@ def to_canonical(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         conv_bn = [k for k in sorted(subs) if f'features.{pos[0]}.{pos[1]}.block.{k}.0.weight' in state]
         names = ['expand_conv', 'depthwise_conv', 'linear_conv'][-len(conv_bn):] if len(conv_bn) <= 3 else []
         roles[pos] = dict(zip(conv_bn, names))
-    head_stage = max((int(m.group(1)) for key in state if not _BLOCK.match(key)
-                      for m in [_CONV_BN.match(key)] if m), default=0)
+    head_stage = max((int(m.group(1)) for key in state if not _BLOCK.match(key) for m in [_CONV_BN.match(key)] if m),
+                     default=0)
 
     def rename(key: str) -> Optional[str]:
         m = _BLOCK.match(key)

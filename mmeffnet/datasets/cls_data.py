@@ -1,22 +1,22 @@
 """Classification data components that turn mmpretrain's silent or cryptic data problems into
-errors that name the file, registered in mmpretrain's registries.
+errors that name the file, registered in the ``mmeffnet`` scope (``type='mmeffnet.X'``).
 
-- ``LoadImageWithFallback`` (transform): mmcv's ``LoadImageFromFile`` (OpenCV; grayscale, RGBA,
+- ``mmeffnet.LoadImageWithFallback`` (transform): mmcv's ``LoadImageFromFile`` (OpenCV; grayscale, RGBA,
   palette, CMYK and 16-bit images come out as 3-channel 8-bit BGR) that also decodes through
   Pillow what OpenCV cannot (a GIF saved as ``.jpg``, some TIFFs), and raises a ``ValueError``
   naming the file for an empty, truncated or non-image file instead of
   ``AssertionError: failed to load image``.
-- ``ClsDataCheckHook`` (hook): before training/validation/testing, every class has images (an
+- ``mmeffnet.ClsDataCheckHook`` (hook): before training/validation/testing, every class has images (an
   empty class folder is only a log warning in mmpretrain, and the class is then never seen), the
   dataset's class count is the head's ``num_classes``, every label is a class, and every file an
   annotation file lists exists.
-- ``OfflineCIFAR10`` / ``OfflineCIFAR100`` (datasets): mmpretrain's CIFAR readers (the python
+- ``mmeffnet.OfflineCIFAR10`` / ``mmeffnet.OfflineCIFAR100`` (datasets): mmpretrain's CIFAR readers (the python
   pickle batches) that never download, name the missing batch files, and can skip the md5 check
   for a re-packed copy (``verify_md5=False``).
 """
 import io
 import os.path as osp
-from typing import Iterator, List, Optional
+from typing import Iterator, Optional
 
 import mmcv
 import numpy as np
@@ -27,14 +27,9 @@ from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
 from mmpretrain.datasets import CIFAR10, CIFAR100
 from mmpretrain.datasets.utils import check_md5
-from mmpretrain.registry import DATASETS, HOOKS, TRANSFORMS
 
-MAX_LISTED = 10
-
-
-def _listing(items: List[str]) -> str:
-    more = f' ... (+{len(items) - MAX_LISTED} more)' if len(items) > MAX_LISTED else ''
-    return ', '.join(items[:MAX_LISTED]) + more
+from ..registry import DATASETS, HOOKS, TRANSFORMS
+from ..utils import listing
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -110,19 +105,17 @@ def _empty_folder_note(root: str, folder: str) -> str:
     return f'{folder}/ ({len(names)} file(s) of unsupported type {", ".join(kinds)})'
 
 
-def check_cls_dataset(dataset, split: str, num_classes: Optional[int] = None,
-                      check_files: bool = True) -> None:
+def check_cls_dataset(dataset, split: str, num_classes: Optional[int] = None, check_files: bool = True) -> None:
     """Raise a ``ValueError`` / ``FileNotFoundError`` naming what is wrong with ``dataset``:
     classes without images, a class count other than ``num_classes``, labels that are not classes,
     files an annotation file lists that do not exist."""
     name = type(dataset).__name__
     classes = dataset.metainfo.get('classes')
     if num_classes is not None and classes is not None and len(classes) != num_classes:
-        raise ValueError(
-            f'{split} dataset ({name}) has {len(classes)} classes ({_listing([str(c) for c in classes])}) '
-            f'but the model head has num_classes={num_classes}: set '
-            f'--cfg-options model.head.num_classes={len(classes)} (or give the dataset the '
-            f'classes of the model with `classes=`)')
+        raise ValueError(f'{split} dataset ({name}) has {len(classes)} classes ({listing([str(c) for c in classes])}) '
+                         f'but the model head has num_classes={num_classes}: set '
+                         f'--cfg-options model.head.num_classes={len(classes)} (or give the dataset the '
+                         f'classes of the model with `classes=`)')
     if len(dataset) == 0:
         raise ValueError(f'{split} dataset ({name}) has no samples')
     if 'gt_label' in dataset.get_data_info(0):
@@ -140,7 +133,7 @@ def _check_labels(dataset, split: str, classes, num_classes: Optional[int]) -> N
         if len(bad):
             items = [f'{dataset.get_data_info(int(i)).get("img_path", f"#{i}")} -> {labels[i]}' for i in bad]
             raise ValueError(f'{split} dataset ({name}): {len(bad)} label(s) are not one of the {n_cls} '
-                             f'classes 0..{n_cls - 1}: {_listing(items)}')
+                             f'classes 0..{n_cls - 1}: {listing(items)}')
     folder_to_idx = getattr(dataset, 'folder_to_idx', None)
     if folder_to_idx and not getattr(dataset, 'ann_file', ''):
         seen = set(labels.tolist())
@@ -148,10 +141,9 @@ def _check_labels(dataset, split: str, classes, num_classes: Optional[int]) -> N
         if empty:
             exts = ', '.join(sorted(dataset.extensions))
             notes = [_empty_folder_note(dataset.img_prefix, f) for f in empty]
-            raise ValueError(
-                f'{split} dataset ({name}) in {dataset.img_prefix}: {len(empty)} class folder(s) hold no '
-                f'image: {_listing(notes)}. Supported extensions are {exts}. Add images, remove the '
-                'folder, or convert the files')
+            raise ValueError(f'{split} dataset ({name}) in {dataset.img_prefix}: {len(empty)} class folder(s) hold no '
+                             f'image: {listing(notes)}. Supported extensions are {exts}. Add images, remove the '
+                             'folder, or convert the files')
 
 
 def _check_listed_files(dataset, split: str) -> None:
@@ -163,7 +155,7 @@ def _check_listed_files(dataset, split: str) -> None:
             missing.append(path)
     if missing:
         raise FileNotFoundError(f'{split} dataset ({name}): {len(missing)} image(s) listed in '
-                                f'{dataset.ann_file} do not exist: {_listing(missing)}')
+                                f'{dataset.ann_file} do not exist: {listing(missing)}')
 
 
 @HOOKS.register_module()

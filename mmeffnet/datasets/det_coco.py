@@ -1,4 +1,4 @@
-"""COCO detection data with clear errors for bad files, registered in mmdet's registry.
+"""COCO detection data with clear errors for bad files (``mmeffnet.CheckedCocoDataset``).
 
 mmdet's ``CocoDataset`` trusts its annotation file: invalid JSON surfaces as a ``JSONDecodeError``
 without the file name, a missing key as a bare ``KeyError`` deep in pycocotools, a class of the
@@ -31,20 +31,15 @@ import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
-from mmdet.registry import DATASETS
 from mmengine import fileio
 from mmengine.logging import print_log
 
-MAX_LISTED = 5
+from ..registry import DATASETS
+from ..utils import MAX_LISTED, listing
+
 IMAGE_KEYS = ('id', 'file_name', 'width', 'height')
 ANNOTATION_KEYS = ('id', 'image_id', 'category_id', 'bbox', 'area')
 CATEGORY_KEYS = ('id', 'name')
-
-
-def _listing(items: Sequence[str], total: Optional[int] = None) -> str:
-    total = len(items) if total is None else total
-    shown = '; '.join(items[:MAX_LISTED])
-    return shown + (f'; ... and {total - MAX_LISTED} more' if total > MAX_LISTED else '')
 
 
 def _is_number(value) -> bool:
@@ -88,7 +83,7 @@ def _check_entries(entries: list, keys: Sequence[str], what: str, ann_file: str)
     duplicates = [i for i, n in Counter(e['id'] for e in entries).items() if n > 1]
     if duplicates:
         raise ValueError(f'{ann_file}: {what} ids must be unique; repeated: '
-                         f'{_listing([str(i) for i in duplicates])}')
+                         f'{listing([str(i) for i in duplicates])}')
 
 
 class CocoFileReport:
@@ -122,13 +117,12 @@ def check_coco_dict(data: dict, ann_file: str, classes: Sequence[str]) -> CocoFi
         ids_of_name.setdefault(cat['name'], []).append(cat['id'])
     absent = [c for c in classes if c not in ids_of_name]
     if absent:
-        raise ValueError(
-            f'{ann_file}: the dataset classes {_listing(absent)} are not among the file\'s categories '
-            f'({_listing(sorted(ids_of_name), len(ids_of_name))}); set metainfo=dict(classes=...) of the '
-            'dataset to names the file has')
+        raise ValueError(f'{ann_file}: the dataset classes {listing(absent)} are not among the file\'s categories '
+                         f'({listing(sorted(ids_of_name), len(ids_of_name))}); set metainfo=dict(classes=...) of the '
+                         'dataset to names the file has')
     repeated = [c for c in classes if len(ids_of_name[c]) > 1]
     if repeated:
-        raise ValueError(f'{ann_file}: categories named {_listing(repeated)} appear more than once '
+        raise ValueError(f'{ann_file}: categories named {listing(repeated)} appear more than once '
                          f'(ids {[ids_of_name[c] for c in repeated[:MAX_LISTED]]})')
     used_ids = {i for c in classes for i in ids_of_name[c]}
     all_cat_ids = {cat['id'] for cat in categories}
@@ -143,7 +137,7 @@ def check_coco_dict(data: dict, ann_file: str, classes: Sequence[str]) -> CocoFi
             raise ValueError(f'{ann_file}: {name} refers to an image id that no image in the file has')
         if ann['category_id'] not in all_cat_ids:
             raise ValueError(f'{ann_file}: {name} has category_id {ann["category_id"]!r}, which is not '
-                             f'one of the file\'s categories (ids {_listing(sorted(map(str, all_cat_ids)))})')
+                             f'one of the file\'s categories (ids {listing(sorted(map(str, all_cat_ids)))})')
         bbox = ann['bbox']
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
             raise ValueError(f'{ann_file}: {name} has bbox {bbox!r}; a COCO bbox is [x, y, width, height], '
@@ -215,8 +209,9 @@ class CheckedCocoDataset(CocoDataset):
 
     def _warn_about(self, report: CocoFileReport, data: dict) -> None:
         if report.bad_boxes:
+            boxes = listing(report.bad_boxes, sep='; ')  # a box's description holds commas
             _warn(f'{self.ann_file}: skipped {len(report.bad_boxes)} annotation(s) whose box has zero or negative '
-                  f'size, no area, or lies outside its image (COCO convention): {_listing(report.bad_boxes)}')
+                  f'size, no area, or lies outside its image (COCO convention): {boxes}')
         if report.other_categories:
             n = sum(report.other_categories.values())
             ids = ', '.join(f'{c} ({k})' for c, k in sorted(report.other_categories.items()))
@@ -225,10 +220,13 @@ class CheckedCocoDataset(CocoDataset):
         empty = len(report.images_without_boxes)
         if empty:
             filtered = not self.test_mode and (self.filter_cfg or {}).get('filter_empty_gt', False)
-            fate = ('left out of training (filter_empty_gt=True, the COCO convention)' if filtered else
-                    'kept (their detections count as false positives)')
-            print_log(f'{self.ann_file}: {empty} of {len(data["images"])} image(s) have no boxes of the dataset '
-                      f'classes; {fate}', logger='current', level=logging.INFO)
+            fate = ('left out of training (filter_empty_gt=True, the COCO convention)'
+                    if filtered else 'kept (their detections count as false positives)')
+            print_log(
+                f'{self.ann_file}: {empty} of {len(data["images"])} image(s) have no boxes of the dataset '
+                f'classes; {fate}',
+                logger='current',
+                level=logging.INFO)
 
     def _check_images_exist(self, data_list: List[dict]) -> None:
         """Listed images that are not on disk, found now rather than in a worker mid-epoch
@@ -239,7 +237,7 @@ class CheckedCocoDataset(CocoDataset):
         if missing:
             raise FileNotFoundError(
                 f'{len(missing)} of the {len(data_list)} images listed in {self.ann_file} do not exist: '
-                f'{_listing(missing)}. Check data_root / data_prefix.img of the dataset')
+                f'{listing(missing)}. Check data_root / data_prefix.img of the dataset')
 
     def prepare_data(self, idx: int):
         try:
@@ -251,8 +249,8 @@ class CheckedCocoDataset(CocoDataset):
                 raise  # not an image problem: let it surface
         if info['img_path'] not in self.unreadable_images:
             self.unreadable_images.add(info['img_path'])
-            fate = ('replaced by a blank image of its listed size, so its objects count as missed' if self.test_mode
-                    else 'skipped; another sample is drawn instead')
+            fate = ('replaced by a blank image of its listed size, so its objects count as missed'
+                    if self.test_mode else 'skipped; another sample is drawn instead')
             _warn(f'image {info["img_path"]} (image id {info["img_id"]}, listed in {self.ann_file}) cannot be read '
                   f'({reason}); {fate}')
         return self._prepare_blank(info) if self.test_mode else None

@@ -1,4 +1,4 @@
-"""Checks on segmentation data that mmseg leaves to chance, registered in mmseg's registries.
+"""Checks on segmentation data that mmseg leaves to chance, registered in the ``mmeffnet`` scope.
 
 mmseg trusts its files: a label PNG of another size than its image is cropped out of step with
 it in training and breaks the IoU computation in testing; a label value above the class count
@@ -7,9 +7,9 @@ annotation whose image is missing is silently dropped, and a missing file fails 
 data-loader worker. Our configs use two components that turn each of these into an error naming
 the file:
 
-- ``CheckSegSample`` (transform, right after ``LoadAnnotations``): the label has its image's
+- ``mmeffnet.CheckSegSample`` (transform, right after ``LoadAnnotations``): the label has its image's
   size, and every label value is a class (``0..num_classes-1``) or ``ignore_index``.
-- ``SegDataCheckHook`` (hook): before training or testing starts, every image and label the
+- ``mmeffnet.SegDataCheckHook`` (hook): before training or testing starts, every image and label the
   datasets list exists, and no label in a scanned label folder lacks its image.
 """
 import os.path as osp
@@ -20,9 +20,9 @@ from mmcv.transforms import BaseTransform
 from mmengine.hooks import Hook
 from mmengine.runner import BaseLoop
 from mmseg.datasets import BaseSegDataset
-from mmseg.registry import HOOKS, TRANSFORMS
 
-MAX_LISTED = 10
+from ..registry import HOOKS, TRANSFORMS
+from ..utils import listing
 
 
 def _shape_wh(shape: Sequence[int]) -> str:
@@ -63,9 +63,8 @@ class CheckSegSample(BaseTransform):
         img_path = results.get('img_path', '<image>')
         image_shape = tuple(results['ori_shape'][:2])
         if tuple(seg.shape[:2]) != image_shape:
-            raise ValueError(
-                f'label {seg_path} is {_shape_wh(seg.shape)} (WxH) but its image {img_path} is '
-                f'{_shape_wh(image_shape)}; a label map must have the size of its image')
+            raise ValueError(f'label {seg_path} is {_shape_wh(seg.shape)} (WxH) but its image {img_path} is '
+                             f'{_shape_wh(image_shape)}; a label map must have the size of its image')
         values = np.unique(seg)
         bad = values[(values >= self.num_classes) & (values != self.ignore_index)]
         if bad.size:
@@ -103,8 +102,8 @@ def _leaf_datasets(dataset) -> Iterator:
 
 def _scan(folder: str, suffix: str) -> List[str]:
     from mmengine import fileio
-    return sorted(osp.join(folder, f) for f in fileio.list_dir_or_file(
-        folder, list_dir=False, suffix=suffix, recursive=True))
+    return sorted(
+        osp.join(folder, f) for f in fileio.list_dir_or_file(folder, list_dir=False, suffix=suffix, recursive=True))
 
 
 def find_missing_files(dataset: BaseSegDataset) -> List[str]:
@@ -140,11 +139,9 @@ def check_seg_files(dataset) -> None:
             continue
         problems = find_missing_files(ds)
         if problems:
-            listing = '\n  '.join(problems[:MAX_LISTED])
-            more = f'\n  ... and {len(problems) - MAX_LISTED} more' if len(problems) > MAX_LISTED else ''
-            raise FileNotFoundError(
-                f'{type(ds).__name__} (data_root={ds.data_root!r}, {len(ds)} samples): '
-                f'{len(problems)} missing file(s):\n  {listing}{more}')
+            one_per_line = listing(problems, sep='\n  ')
+            raise FileNotFoundError(f'{type(ds).__name__} (data_root={ds.data_root!r}, {len(ds)} samples): '
+                                    f'{len(problems)} missing file(s):\n  {one_per_line}')
 
 
 @HOOKS.register_module()

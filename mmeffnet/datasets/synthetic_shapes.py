@@ -114,8 +114,9 @@ def render_image(spec: ShapesSpec, index: int) -> Tuple[np.ndarray, List[dict]]:
         occupied[y:y + side, x:x + side] = True
         ys, xs = np.nonzero(mask)
         x0, y0 = int(xs.min()), int(ys.min())
-        objects.append(dict(label=label, bbox=[x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
-                            area=int(mask.sum())))
+        objects.append(
+            dict(label=label, bbox=[x0, y0, int(xs.max()) - x0 + 1,
+                                    int(ys.max()) - y0 + 1], area=int(mask.sum())))
     return img.round().astype(np.uint8), objects
 
 
@@ -136,8 +137,14 @@ def write_shapes_coco(root: str, split: str, spec: ShapesSpec) -> Dict[str, str]
         image_id = index + 1
         images.append(dict(id=image_id, file_name=file_name, width=spec.image_size, height=spec.image_size))
         for obj in objects:
-            annotations.append(dict(id=len(annotations) + 1, image_id=image_id, category_id=obj['label'] + 1,
-                                    bbox=obj['bbox'], area=obj['area'], iscrowd=0))
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=obj['label'] + 1,
+                    bbox=obj['bbox'],
+                    area=obj['area'],
+                    iscrowd=0))
     categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(spec.classes)]
     with open(ann_file, 'w') as f:
         json.dump(dict(images=images, annotations=annotations, categories=categories), f)

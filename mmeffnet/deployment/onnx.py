@@ -51,8 +51,13 @@ def _pick_exporter(exporter: str) -> str:
     return 'torchscript' if exporter == 'auto' else exporter
 
 
-def export_onnx(model: nn.Module, path: str, shape: Sequence[int], dynamic: bool = True,
-                opset: int = DEFAULT_OPSET, min_size: int = 32, exporter: str = 'auto') -> List[str]:
+def export_onnx(model: nn.Module,
+                path: str,
+                shape: Sequence[int],
+                dynamic: bool = True,
+                opset: int = DEFAULT_OPSET,
+                min_size: int = 32,
+                exporter: str = 'auto') -> List[str]:
     """Export ``model`` (put in eval mode; its forward takes one NCHW image tensor) to ``path``.
 
     ``shape`` is the example input shape (N, C, H, W); with ``dynamic`` the batch, height and
@@ -73,11 +78,22 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int], dynamic: bool
         dynamic_shapes = None
         if dynamic:
             dim = torch.export.Dim
-            dynamic_shapes = {'x': {0: dim('batch', min=1, max=4096),
-                                    2: dim('height', min=min_size, max=16384),
-                                    3: dim('width', min=min_size, max=16384)}}
-        torch.onnx.export(model, (x, ), path, dynamo=True, opset_version=opset, input_names=['input'],
-                          output_names=names, dynamic_shapes=dynamic_shapes, verbose=False)
+            dynamic_shapes = {
+                'x': {
+                    0: dim('batch', min=1, max=4096),
+                    2: dim('height', min=min_size, max=16384),
+                    3: dim('width', min=min_size, max=16384)
+                }
+            }
+        torch.onnx.export(
+            model, (x, ),
+            path,
+            dynamo=True,
+            opset_version=opset,
+            input_names=['input'],
+            output_names=names,
+            dynamic_shapes=dynamic_shapes,
+            verbose=False)
         return names
     dynamic_axes = None
     if dynamic:
@@ -86,8 +102,14 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int], dynamic: bool
     with warnings.catch_warnings(), torch.no_grad():
         # the tracer warns about every Python-level shape check (input validation); harmless here
         warnings.simplefilter('ignore')
-        torch.onnx.export(model, (x, ), path, dynamo=False, opset_version=opset, input_names=['input'],
-                          output_names=names, dynamic_axes=dynamic_axes)
+        torch.onnx.export(
+            model, (x, ),
+            path,
+            dynamo=False,
+            opset_version=opset,
+            input_names=['input'],
+            output_names=names,
+            dynamic_axes=dynamic_axes)
     return names
 
 

@@ -1,9 +1,10 @@
 """Training components of the official TF EfficientNet recipe, for any OpenMMLab toolbox.
 
-Importing this package registers (add ``'mmeffnet.engine'`` to a config's ``custom_imports``):
+Importing this package registers, in the ``mmeffnet`` scope (``mmeffnet/registry.py``; mmengine
+also imports it on the first look-up of an ``mmeffnet.`` optimizer or scheduler):
 
-- ``RMSpropTF`` (optimizer, mmengine's root ``OPTIMIZERS``): TF1's ``RMSPropOptimizer`` update;
-- ``TFExponentialDecayLR`` (LR scheduler, root ``PARAM_SCHEDULERS``): linear warm-up, then the LR
+- ``mmeffnet.RMSpropTF`` (optimizer): TF1's ``RMSPropOptimizer`` update;
+- ``mmeffnet.TFExponentialDecayLR`` (LR scheduler): linear warm-up, then the LR
   times ``0.97`` every ``2.4`` epochs, counted in iterations as TF does;
 - ``mmeffnet.TFExponentialMovingAverage`` (averaged model for ``EMAHook``): TF's
   ``ExponentialMovingAverage(decay, num_updates=global_step)``.

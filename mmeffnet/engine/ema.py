@@ -24,8 +24,12 @@ class TFExponentialMovingAverage(ExponentialMovingAverage):
     momentum=1e-4, update_buffers=True)``.
     """
 
-    def __init__(self, model: nn.Module, momentum: float = 1e-4, interval: int = 1,
-                 device: Optional[torch.device] = None, update_buffers: bool = True) -> None:
+    def __init__(self,
+                 model: nn.Module,
+                 momentum: float = 1e-4,
+                 interval: int = 1,
+                 device: Optional[torch.device] = None,
+                 update_buffers: bool = True) -> None:
         super().__init__(model, momentum, interval, device, update_buffers)
 
     def momentum_at(self, steps: int) -> float:

@@ -19,8 +19,9 @@ Keeping ``lr`` inside the momentum buffer matters when the LR changes (warm-up, 
 from typing import Callable, Iterable, Optional
 
 import torch
-from mmengine.registry import OPTIMIZERS
 from torch.optim import Optimizer
+
+from ..registry import OPTIMIZERS
 
 
 @OPTIMIZERS.register_module()
@@ -39,15 +40,19 @@ class RMSpropTF(Optimizer):
             ``weight_decay * l2_loss(w)`` term in the loss. Defaults to 0.
     """
 
-    def __init__(self, params: Iterable, lr: float, alpha: float = 0.9, momentum: float = 0.9,
-                 eps: float = 1e-3, weight_decay: float = 0.) -> None:
+    def __init__(self,
+                 params: Iterable,
+                 lr: float,
+                 alpha: float = 0.9,
+                 momentum: float = 0.9,
+                 eps: float = 1e-3,
+                 weight_decay: float = 0.) -> None:
         for name, value, low, high in (('lr', lr, 0., float('inf')), ('alpha', alpha, 0., 1.),
                                        ('momentum', momentum, 0., 1.), ('eps', eps, 0., float('inf')),
                                        ('weight_decay', weight_decay, 0., float('inf'))):
             if not low <= value < high:
                 raise ValueError(f'RMSpropTF: {name}={value!r} is out of range [{low}, {high})')
-        super().__init__(params, dict(lr=lr, alpha=alpha, momentum=momentum, eps=eps,
-                                      weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, alpha=alpha, momentum=momentum, eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:

@@ -14,7 +14,8 @@ import math
 
 from mmengine.optim.scheduler.lr_scheduler import LRSchedulerMixin
 from mmengine.optim.scheduler.param_scheduler import INF, _ParamScheduler
-from mmengine.registry import PARAM_SCHEDULERS
+
+from ..registry import PARAM_SCHEDULERS
 
 
 @PARAM_SCHEDULERS.register_module()
@@ -24,7 +25,7 @@ class TFExponentialDecayLR(LRSchedulerMixin, _ParamScheduler):
     Use it epoch-based with ``convert_to_iter_based=True`` (the runner then supplies the epoch
     length and the LR changes every iteration)::
 
-        param_scheduler = dict(type='TFExponentialDecayLR', decay_epochs=2.4, decay_factor=0.97,
+        param_scheduler = dict(type='mmeffnet.TFExponentialDecayLR', decay_epochs=2.4, decay_factor=0.97,
                                warmup_epochs=5, by_epoch=True, convert_to_iter_based=True)
 
     Args:
@@ -36,9 +37,17 @@ class TFExponentialDecayLR(LRSchedulerMixin, _ParamScheduler):
         begin, end (int): iterations where the schedule is active (``end`` exclusive).
     """
 
-    def __init__(self, optimizer, epoch_length: int, decay_epochs: float = 2.4,
-                 decay_factor: float = 0.97, warmup_epochs: float = 5., begin: int = 0,
-                 end: int = INF, last_step: int = -1, by_epoch: bool = False, verbose: bool = False):
+    def __init__(self,
+                 optimizer,
+                 epoch_length: int,
+                 decay_epochs: float = 2.4,
+                 decay_factor: float = 0.97,
+                 warmup_epochs: float = 5.,
+                 begin: int = 0,
+                 end: int = INF,
+                 last_step: int = -1,
+                 by_epoch: bool = False,
+                 verbose: bool = False):
         if by_epoch:
             raise ValueError('TFExponentialDecayLR changes the LR every iteration: build it with '
                              'by_epoch=True and convert_to_iter_based=True, or by_epoch=False and '
@@ -55,8 +64,7 @@ class TFExponentialDecayLR(LRSchedulerMixin, _ParamScheduler):
         self.decay_steps = decay_epochs * epoch_length
         self.decay_factor = decay_factor
         self.warmup_steps = int(warmup_epochs * epoch_length)
-        super().__init__(optimizer, begin=begin, end=end, last_step=last_step, by_epoch=False,
-                         verbose=verbose)
+        super().__init__(optimizer, begin=begin, end=end, last_step=last_step, by_epoch=False, verbose=verbose)
 
     @classmethod
     def build_iter_from_epoch(cls, *args, begin=0, end=INF, by_epoch=True, epoch_length=None, **kwargs):
@@ -74,7 +82,7 @@ class TFExponentialDecayLR(LRSchedulerMixin, _ParamScheduler):
         """The LR multiplier at iteration ``step`` (counted from ``begin``)."""
         if step < self.warmup_steps:
             return step / self.warmup_steps
-        return self.decay_factor ** math.floor(step / self.decay_steps)
+        return self.decay_factor**math.floor(step / self.decay_steps)
 
     def _get_value(self):
         factor = self.factor_at(self.last_step)

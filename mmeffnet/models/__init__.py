@@ -1,5 +1,9 @@
-from .efficientnet import EfficientNet
-from ..arch import ARCHS, ArchParams, build_network_spec, compound_scaling, round_channels, round_repeats
+"""The networks (``nn.Module``s), registered in the ``mmeffnet`` scope on import.
 
-__all__ = ['EfficientNet', 'ARCHS', 'ArchParams', 'build_network_spec', 'compound_scaling',
-           'round_channels', 'round_repeats']
+``efficientdet_head`` and ``heads`` build on mmdet / mmpretrain, so they are not imported here: a
+config that uses them lists them in ``custom_imports``.
+"""
+from .bifpn import BiFPN
+from .efficientnet import EfficientNet
+
+__all__ = ['BiFPN', 'EfficientNet']

@@ -65,8 +65,8 @@ class EfficientNet(BaseModule):
             handed back NCHW); None decides per device (on for CPU, where it is measured faster).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix='backbone')``
             loads a checkpoint (OpenMMLab, timm, torchvision or lukemelas layout) and raises on any
-            missing, unexpected or mis-shaped key; None: ``init_weights()`` applies the TF
-            reference initialisation (until then the layers hold PyTorch's default init).
+            missing, unexpected or mis-shaped key; None keeps the TF reference initialisation
+            applied at construction.
     """
 
     def __init__(self,
@@ -120,6 +120,9 @@ class EfficientNet(BaseModule):
         self.layers = self._build(self.spec.blocks(output_stride, drop_path_rate, drop_path_schedule), options)
         self.level_strides: Tuple[int, ...] = self.spec.level_strides(output_stride)
         self.level_channels: Tuple[int, ...] = self.spec.level_channels
+        # At construction, not in init_weights(): where the TF init draws from the random stream
+        # fixes the seeded weights every learning test's margin was measured with (see issue 19 note).
+        init_tf_style(self)
         self._freeze_stages()
 
     # ---------------------------------------------------------------- construction
@@ -141,15 +144,28 @@ class EfficientNet(BaseModule):
     def _build(self, blocks: Sequence, options: LayerOptions) -> nn.ModuleList:
         """Levels 0..max(out_indices): the stem, the planned MBConv blocks grouped by level, the head."""
         last = max(self.out_indices)
-        layers = nn.ModuleList([ConvBNAct(self.in_channels, self.spec.stem_channels, 3, 2, padding=options.padding,
-                                          norm_cfg=options.norm_cfg, act_cfg=options.act_cfg,
-                                          memory_saving=options.memory_saving)])
+        layers = nn.ModuleList([
+            ConvBNAct(
+                self.in_channels,
+                self.spec.stem_channels,
+                3,
+                2,
+                padding=options.padding,
+                norm_cfg=options.norm_cfg,
+                act_cfg=options.act_cfg,
+                memory_saving=options.memory_saving)
+        ])
         for level in range(1, min(last, HEAD_LEVEL - 1) + 1):
             layers.append(nn.Sequential(*(MBConv(b, options) for b in blocks if b.level == level)))
         if last == HEAD_LEVEL:
-            layers.append(ConvBNAct(self.spec.stages[-1].out_channels, self.spec.head_channels, 1,
-                                    norm_cfg=options.norm_cfg, act_cfg=options.act_cfg,
-                                    memory_saving=options.memory_saving))
+            layers.append(
+                ConvBNAct(
+                    self.spec.stages[-1].out_channels,
+                    self.spec.head_channels,
+                    1,
+                    norm_cfg=options.norm_cfg,
+                    act_cfg=options.act_cfg,
+                    memory_saving=options.memory_saving))
         return layers
 
     # ---------------------------------------------------------------- introspection
@@ -166,8 +182,10 @@ class EfficientNet(BaseModule):
     @property
     def feature_info(self) -> List[Dict[str, Union[int, str]]]:
         """timm-style description of every level: channels, stride and module name."""
-        return [dict(level=i, num_chs=c, reduction=s, module=f'layers.{i}')
-                for i, (c, s) in enumerate(zip(self.level_channels, self.level_strides))]
+        return [
+            dict(level=i, num_chs=c, reduction=s, module=f'layers.{i}')
+            for i, (c, s) in enumerate(zip(self.level_channels, self.level_strides))
+        ]
 
     # ---------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -234,12 +252,10 @@ class EfficientNet(BaseModule):
     def init_weights(self) -> None:
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from .checkpoint import load_backbone_checkpoint
-            load_backbone_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix', None),
-                                     map_location=cfg.get('map_location', 'cpu'))
+            from ..checkpoint import load_backbone_checkpoint
+            load_backbone_checkpoint(
+                self, cfg['checkpoint'], prefix=cfg.get('prefix', None), map_location=cfg.get('map_location', 'cpu'))
             self._is_init = True
         elif cfg is not None:
             super().init_weights()
-        else:
-            init_tf_style(self)
-            self._is_init = True
+        # init_cfg=None: the TF initialisation was applied at construction.

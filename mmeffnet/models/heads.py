@@ -33,8 +33,12 @@ class EfficientNetClsHead(LinearClsHead):
         **kwargs: ``loss``, ``topk``, ``cal_acc`` of mmpretrain's ``ClsHead``.
     """
 
-    def __init__(self, num_classes: int, in_channels: int, dropout_rate: float = 0.2,
-                 init_cfg: Optional[dict] = None, **kwargs) -> None:
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 dropout_rate: float = 0.2,
+                 init_cfg: Optional[dict] = None,
+                 **kwargs) -> None:
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f'EfficientNetClsHead: num_classes={num_classes!r} must be a positive int')
         if not 0. <= dropout_rate < 1.:

@@ -5,7 +5,7 @@ Parameter names follow mmpretrain's EfficientNet (``conv``/``bn``, ``expand_conv
 """
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -89,16 +89,21 @@ def _may_overwrite_intermediates() -> bool:
     return not torch.is_grad_enabled() and not _is_tracing()
 
 
-def make_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-              dilation: int = 1, groups: int = 1, bias: bool = False,
+def make_conv(in_channels: int,
+              out_channels: int,
+              kernel_size: int,
+              stride: int = 1,
+              dilation: int = 1,
+              groups: int = 1,
+              bias: bool = False,
               padding: str = 'same') -> nn.Conv2d:
     """A conv with 'same' (TF) or 'symmetric' (PyTorch) padding; identical unless stride > 1."""
     if padding not in PADDING_MODES:
         raise ValueError(f'padding must be one of {PADDING_MODES}, got {padding!r}')
     if padding == 'same' and stride > 1:
         return Conv2dSame(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, dilation * (kernel_size - 1) // 2,
-                     dilation, groups, bias)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                     dilation * (kernel_size - 1) // 2, dilation, groups, bias)
 
 
 class ConvBNAct(nn.Module):
@@ -108,14 +113,21 @@ class ConvBNAct(nn.Module):
     SiLU/ReLU/ReLU6 runs as one op (:func:`batch_norm_act`) that keeps only the BN input for backward.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 dilation: int = 1, groups: int = 1, padding: str = 'same',
-                 norm_cfg: Optional[dict] = None, act_cfg: Optional[dict] = None,
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int,
+                 stride: int = 1,
+                 dilation: int = 1,
+                 groups: int = 1,
+                 padding: str = 'same',
+                 norm_cfg: Optional[dict] = None,
+                 act_cfg: Optional[dict] = None,
                  memory_saving: bool = True):
         super().__init__()
         self.memory_saving = memory_saving
-        self.conv = make_conv(in_channels, out_channels, kernel_size, stride, dilation, groups,
-                              bias=norm_cfg is None, padding=padding)
+        self.conv = make_conv(
+            in_channels, out_channels, kernel_size, stride, dilation, groups, bias=norm_cfg is None, padding=padding)
         self.bn = build_norm_layer(norm_cfg, out_channels)[1] if norm_cfg is not None else None
         self.act = build_activation_layer(act_cfg) if act_cfg is not None else None
 
@@ -157,7 +169,7 @@ class SqueezeExcite(nn.Module):
 def drop_path_mask(x: torch.Tensor, rate: float) -> torch.Tensor:
     """Stochastic depth mask: per sample 0 (dropped, probability ``rate``) or ``1 / (1 - rate)``."""
     keep = 1. - rate
-    return x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
+    return x.new_empty((x.shape[0], ) + (1, ) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
 
 
 class MBConv(nn.Module):
@@ -177,16 +189,24 @@ class MBConv(nn.Module):
         self.drop_path_rate = block.drop_path_rate
         self.with_cp = options.with_cp
         if block.expand_ratio != 1:
-            self.expand_conv = ConvBNAct(block.in_channels, mid_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg,
-                                         memory_saving=saving)
+            self.expand_conv = ConvBNAct(
+                block.in_channels, mid_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg, memory_saving=saving)
         else:
             self.expand_conv = None
-        self.depthwise_conv = ConvBNAct(mid_channels, mid_channels, block.kernel_size, block.stride, block.dilation,
-                                        groups=mid_channels, padding=options.padding, norm_cfg=norm_cfg,
-                                        act_cfg=act_cfg, memory_saving=saving)
+        self.depthwise_conv = ConvBNAct(
+            mid_channels,
+            mid_channels,
+            block.kernel_size,
+            block.stride,
+            block.dilation,
+            groups=mid_channels,
+            padding=options.padding,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg,
+            memory_saving=saving)
         self.se = SqueezeExcite(mid_channels, block.se_channels, act_cfg) if block.se_channels else None
-        self.linear_conv = ConvBNAct(mid_channels, block.out_channels, 1, norm_cfg=norm_cfg, act_cfg=None,
-                                     memory_saving=saving)
+        self.linear_conv = ConvBNAct(
+            mid_channels, block.out_channels, 1, norm_cfg=norm_cfg, act_cfg=None, memory_saving=saving)
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
         overwrite = _may_overwrite_intermediates()
@@ -204,8 +224,7 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad and torch.is_grad_enabled():
-            return torch_checkpoint.checkpoint(self._body, x, use_reentrant=False,
-                                               context_fn=checkpoint_contexts)
+            return torch_checkpoint.checkpoint(self._body, x, use_reentrant=False, context_fn=checkpoint_contexts)
         return self._body(x)
 
 
@@ -223,3 +242,13 @@ def init_tf_style(module: nn.Module) -> None:
                 nn.init.ones_(m.weight)
             if getattr(m, 'bias', None) is not None:
                 nn.init.zeros_(m.bias)
+
+
+def init_convs_and_norms(module: nn.Module, conv_init: Callable[[nn.Conv2d], None]) -> None:
+    """``conv_init`` on every conv of ``module``; unit weights and zero biases on every affine norm."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            conv_init(m)
+        elif isinstance(m, nn.modules.batchnorm._NormBase) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

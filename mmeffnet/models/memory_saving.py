@@ -52,11 +52,11 @@ class BatchNormActFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
-                running_mean: Optional[torch.Tensor], running_var: Optional[torch.Tensor],
-                training: bool, momentum: float, eps: float, act: str) -> torch.Tensor:
+                running_mean: Optional[torch.Tensor], running_var: Optional[torch.Tensor], training: bool,
+                momentum: float, eps: float, act: str) -> torch.Tensor:
         # Updates running_mean / running_var in place exactly like nn.BatchNorm2d does.
-        z, mean, invstd = torch.ops.aten.native_batch_norm(
-            x, weight, bias, running_mean, running_var, training, momentum, eps)
+        z, mean, invstd = torch.ops.aten.native_batch_norm(x, weight, bias, running_mean, running_var, training,
+                                                           momentum, eps)
         var = None
         if not training:  # statistics are the (frozen) running ones
             mean, var = running_mean.clone(), running_var.clone()
@@ -78,17 +78,17 @@ class BatchNormActFunction(torch.autograd.Function):
         # BatchNorm's own backward, as autograd would call it: under autocast it accumulates the
         # parameter gradients in float32 (a half-precision sum of a scaled loss's gradient overflows)
         if ctx.training:
-            gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
-                grad_z, x, weight, None, None, mean, invstd, True, ctx.eps, mask)
+            gx, gw, gb = torch.ops.aten.native_batch_norm_backward(grad_z, x, weight, None, None, mean, invstd, True,
+                                                                   ctx.eps, mask)
         else:  # empty saved statistics, as native_batch_norm returns them in eval (CUDA asserts it)
             empty = mean.new_empty(0)
-            gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
-                grad_z, x, weight, mean, var, empty, empty, False, ctx.eps, mask)
+            gx, gw, gb = torch.ops.aten.native_batch_norm_backward(grad_z, x, weight, mean, var, empty, empty, False,
+                                                                   ctx.eps, mask)
         return gx, gw, gb, None, None, None, None, None, None
 
 
-def _recompute_bn(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
-                  mean: torch.Tensor, invstd: torch.Tensor) -> torch.Tensor:
+def _recompute_bn(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], mean: torch.Tensor,
+                  invstd: torch.Tensor) -> torch.Tensor:
     """The forward's BatchNorm output again: ``x * scale + shift`` with per-channel float32
     ``scale``/``shift`` (as BatchNorm itself computes it), rounded to ``x``'s dtype."""
     scale = invstd if weight is None else invstd * weight
@@ -133,8 +133,8 @@ def batch_norm_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: str) -> torch.Tenso
     update = not bn.training or bn.track_running_stats
     running_mean = bn.running_mean if update else None
     running_var = bn.running_var if update else None
-    return BatchNormActFunction.apply(x, bn.weight, bn.bias, running_mean, running_var,
-                                      use_batch_stats, momentum, bn.eps, act)
+    return BatchNormActFunction.apply(x, bn.weight, bn.bias, running_mean, running_var, use_batch_stats, momentum,
+                                      bn.eps, act)
 
 
 def bn_is_fusable(bn: Optional[nn.Module]) -> bool:

@@ -11,29 +11,25 @@ from typing import Callable, Optional
 
 from mmengine.config import Config, DictAction
 
+from ..config import check_dataset_paths, swap_sync_bn, toolbox_of
 from .distributed import prepare_cpu_distributed
-from .setup import adapt_sync_bn, check_datasets
-
-TOOLBOXES = ('mmdet', 'mmseg', 'mmpretrain')
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--work-dir', help='folder for logs and checkpoints (default: work_dirs/<config name>)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config keys, e.g. train_dataloader.batch_size=2 '
-                        'optim_wrapper.optimizer.lr=0.01 (lists: key="[a,b]")')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher (tools/dist_train.sh uses pytorch = torchrun)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. train_dataloader.batch_size=2 '
+        'optim_wrapper.optimizer.lr=0.01 (lists: key="[a,b]")')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher (tools/dist_train.sh uses pytorch = torchrun)')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
-
-
-def toolbox_of(cfg: Config) -> str:
-    scope = cfg.get('default_scope')
-    if scope not in TOOLBOXES:
-        raise ValueError(f'config default_scope={scope!r} is not one of {TOOLBOXES}; '
-                         'inherit a base config of mmdet, mmseg or mmpretrain')
-    return scope
 
 
 def load_config(args: argparse.Namespace, splits: tuple) -> Config:
@@ -60,8 +56,8 @@ def load_config(args: argparse.Namespace, splits: tuple) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    adapt_sync_bn(cfg, distributed=args.launcher != 'none')
-    check_datasets(cfg, splits)
+    swap_sync_bn(cfg, distributed=args.launcher != 'none')
+    check_dataset_paths(cfg, splits)
     return cfg
 
 
@@ -109,12 +105,11 @@ def _without_worker_traceback(message: str) -> str:
 def run_cli(main: Callable[[], int]) -> int:
     """Run a tool's ``main``; bad input (and a training stopped by a non-finite loss) ends with one
     clear ``ERROR:`` message and exit code 2 (``MMEFFNET_DEBUG=1`` shows the traceback too)."""
-    from ..models.checkpoint import CheckpointMismatchError
+    from ..checkpoint import CheckpointMismatchError, CheckpointReadError
     from .nonfinite import NonFiniteLossError
-    from .safe_load import UnreadableCheckpointError
     try:
         return main()
-    except (*USER_ERRORS, CheckpointMismatchError, UnreadableCheckpointError, NonFiniteLossError) as exc:
+    except (*USER_ERRORS, CheckpointMismatchError, CheckpointReadError, NonFiniteLossError) as exc:
         if os.environ.get('MMEFFNET_DEBUG') == '1':
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

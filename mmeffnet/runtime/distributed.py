@@ -54,14 +54,19 @@ def prepare_cpu_distributed(cfg: Config, launcher: str) -> bool:
     cfg.setdefault('env_cfg', {})['dist_cfg'] = dist_cfg
     if not dist.is_initialized():
         timeout = dist_cfg.get('timeout')
-        dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
-                                world_size=int(os.environ['WORLD_SIZE']),
-                                **({'timeout': timedelta(seconds=timeout)} if timeout else {}))
+        dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **({
+                'timeout': timedelta(seconds=timeout)
+            } if timeout else {}))
         # a gloo group still alive at interpreter exit can abort the process ("terminate called
         # without an active exception") after a successful run; end it first
         atexit.register(_destroy_process_group)
     wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     if 'DistributedDataParallel' in str(wrapper.get('type', 'MMDistributedDataParallel')):
         wrapper['device_ids'] = None  # a CPU module: DDP refuses device ids

@@ -32,10 +32,10 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from ..registry import HOOKS
-from .checkpointing import ATOMIC_BACKEND, is_local_path
+from ..utils import listing
+from .atomic_storage import atomic_backend_args
 
 ACTIONS = ('stop', 'skip')
-MAX_IMAGES_LISTED = 8
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -172,8 +172,7 @@ class NonFiniteLossHook(Hook):
             text += ': ' + ', '.join(f'{k}={v}' for k, v in bad.items())
             images = _batch_images(self._batch)
             if images:
-                more = f' and {len(images) - MAX_IMAGES_LISTED} more' if len(images) > MAX_IMAGES_LISTED else ''
-                text += f'; images of the batch: {", ".join(images[:MAX_IMAGES_LISTED])}{more}'
+                text += f'; images of the batch: {listing(images)}'
             if processes > 1:
                 text += f' ({processes} processes had non-finite losses)'
         else:
@@ -185,8 +184,11 @@ class NonFiniteLossHook(Hook):
         path = osp.join(runner.work_dir, filename)
         try:
             runner.save_checkpoint(
-                runner.work_dir, filename, meta=dict(epoch=runner.epoch, iter=runner.iter), by_epoch=False,
-                backend_args=dict(backend=ATOMIC_BACKEND) if is_local_path(runner.work_dir) else None)
+                runner.work_dir,
+                filename,
+                meta=dict(epoch=runner.epoch, iter=runner.iter),
+                by_epoch=False,
+                backend_args=atomic_backend_args(runner.work_dir))
         except Exception as exc:  # never hide the non-finite loss behind a failed save
             runner.logger.log(logging.ERROR, f'could not save the last good state to {path}: {exc}')
             path = None

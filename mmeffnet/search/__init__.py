@@ -5,13 +5,15 @@ alpha * beta^2 * gamma^2 ~= 2, each scaled from one config, measured, and option
 short budget and ranked. Step 2 (``tools/scale_family.py``): fixed coefficients, phi = 1..N, written
 as configs.
 """
+from .config_complexity import Complexity, measure_config
 from .config_scaling import Multipliers, ScaledConfig, find_backbone, input_size, scale_config
 from .family import make_family, write_family
 from .grid import Coefficients, check_coefficients, check_phi, enumerate_grid, parse_coefficients
-from .measure import Complexity, measure_config
 from .plan import Plan, ScaledModel, make_plan
 from .search import run_search, search_config
 
-__all__ = ['Coefficients', 'Complexity', 'Multipliers', 'Plan', 'ScaledConfig', 'ScaledModel', 'check_coefficients',
-           'check_phi', 'enumerate_grid', 'find_backbone', 'input_size', 'make_family', 'make_plan',
-           'measure_config', 'parse_coefficients', 'run_search', 'scale_config', 'search_config', 'write_family']
+__all__ = [
+    'Coefficients', 'Complexity', 'Multipliers', 'Plan', 'ScaledConfig', 'ScaledModel', 'check_coefficients',
+    'check_phi', 'enumerate_grid', 'find_backbone', 'input_size', 'make_family', 'make_plan', 'measure_config',
+    'parse_coefficients', 'run_search', 'scale_config', 'search_config', 'write_family'
+]

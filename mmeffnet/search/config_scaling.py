@@ -10,7 +10,7 @@ What changes, for multipliers ``(depth, width, resolution)``:
   the backbone's output stride, for detection and segmentation);
 - the ``in_channels`` of whatever reads the backbone's features (the neck, or the heads when there
   is no neck or a channel-preserving one such as global pooling) are set to the channels of the
-  scaled backbone, read from the built module;
+  scaled backbone, read from its network plan (``mmeffnet.arch``);
 - the backbone's ``init_cfg`` is dropped: ImageNet weights of the baseline do not fit other shapes.
 
 Necks and heads keep their own widths: eq. 3 scales the ConvNet, not what is put on top of it.
@@ -21,9 +21,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from ..models.efficientnet import EfficientNet
 from ..arch import build_network_spec, resolve_arch
-from ..runtime.setup import walk_dicts_with_paths
+from ..config import toolbox_of, walk_dicts_with_paths
+from ..models.efficientnet import EfficientNet
 
 BACKBONE_TYPE = 'mmeffnet.EfficientNet'
 STRIDE_DIVISOR = 32
@@ -31,15 +31,25 @@ STRIDE_DIVISOR = 32
 # transform type -> keys holding pixel sizes (int, (w, h) / (h, w), or lists of them)
 SIZE_KEYS: Dict[str, Tuple[str, ...]] = {
     # mmpretrain
-    'RandomResizedCrop': ('scale', ), 'EfficientNetRandomCrop': ('scale', ), 'ResizeEdge': ('scale', ),
-    'CenterCrop': ('crop_size', ), 'EfficientNetCenterCrop': ('crop_size', ),
+    'RandomResizedCrop': ('scale', ),
+    'EfficientNetRandomCrop': ('scale', ),
+    'ResizeEdge': ('scale', ),
+    'CenterCrop': ('crop_size', ),
+    'EfficientNetCenterCrop': ('crop_size', ),
     # shared by the toolboxes (mmcv / mmdet / mmseg)
-    'Resize': ('scale', ), 'RandomResize': ('scale', ), 'RandomChoiceResize': ('scales', ),
-    'RandomCrop': ('crop_size', ), 'Pad': ('size', ), 'FixShapeResize': ('width', 'height'),
-    'RandomCenterCropPad': ('crop_size', ), 'Mosaic': ('img_scale', ), 'MixUp': ('img_scale', ),
+    'Resize': ('scale', ),
+    'RandomResize': ('scale', ),
+    'RandomChoiceResize': ('scales', ),
+    'RandomCrop': ('crop_size', ),
+    'Pad': ('size', ),
+    'FixShapeResize': ('width', 'height'),
+    'RandomCenterCropPad': ('crop_size', ),
+    'Mosaic': ('img_scale', ),
+    'MixUp': ('img_scale', ),
     'ResizeShortestEdge': ('scale', ),
     # data preprocessors and their batch augments
-    'SegDataPreProcessor': ('size', ), 'BatchFixedSizePad': ('size', ),
+    'SegDataPreProcessor': ('size', ),
+    'BatchFixedSizePad': ('size', ),
     'BatchSyncRandomResize': ('random_size_range', ),
 }
 # Keys that look like sizes in a transform we do not know: reported, left as they are.
@@ -81,14 +91,6 @@ def _type_name(node: dict) -> str:
     return getattr(t, '__name__', '') if t is not None else ''
 
 
-def toolbox_of(cfg: Config) -> str:
-    scope = cfg.get('default_scope')
-    if scope not in ('mmdet', 'mmseg', 'mmpretrain'):
-        raise ValueError(f'config default_scope={scope!r} is not one of mmdet, mmseg, mmpretrain; '
-                         'inherit a base config of one of them')
-    return scope
-
-
 def find_backbone(cfg: Config) -> Tuple[dict, dict, str]:
     """``(backbone dict, the dict holding it, its path)`` of the one ``mmeffnet.EfficientNet`` in
     ``cfg.model``; ``ValueError`` naming what is there instead when there is none."""
@@ -124,10 +126,11 @@ def backbone_out_channels(backbone_cfg: dict) -> Tuple[int, ...]:
 def scaled_arch(arch: Any, mult: Multipliers) -> dict:
     """The backbone ``arch`` dict for ``arch`` (name or dict) scaled by ``mult``."""
     base = resolve_arch(arch)
-    scaled = dict(width_mult=round(base.width_mult * mult.width, 6),
-                  depth_mult=round(base.depth_mult * mult.depth, 6),
-                  resolution=int(base.resolution * mult.resolution + 0.5),
-                  dropout=base.dropout)
+    scaled = dict(
+        width_mult=round(base.width_mult * mult.width, 6),
+        depth_mult=round(base.depth_mult * mult.depth, 6),
+        resolution=int(base.resolution * mult.resolution + 0.5),
+        dropout=base.dropout)
     if base.lite:
         scaled.update(lite=True, se_ratio=base.se_ratio)
     return scaled
@@ -151,8 +154,8 @@ def _set(node: dict, key: str, new: Any, path: str, changes: List[str]) -> None:
         changes.append(f'{path}.{key}: {old} -> {new}')
 
 
-def _scale_transforms(root: Any, path: str, factor: float, divisor: int, changes: List[str],
-                      unscaled: List[str], seen: set) -> None:
+def _scale_transforms(root: Any, path: str, factor: float, divisor: int, changes: List[str], unscaled: List[str],
+                      seen: set) -> None:
     for sub_path, node in walk_dicts_with_paths(root, path):
         if id(node) in seen or 'type' not in node:
             continue
@@ -160,8 +163,10 @@ def _scale_transforms(root: Any, path: str, factor: float, divisor: int, changes
         name = _type_name(node)
         keys = SIZE_KEYS.get(name)
         if keys is None:
-            odd = [k for k in SIZE_LIKE_KEYS if isinstance(node.get(k), (int, list, tuple))
-                   and not isinstance(node.get(k), bool)]
+            odd = [
+                k for k in SIZE_LIKE_KEYS
+                if isinstance(node.get(k), (int, list, tuple)) and not isinstance(node.get(k), bool)
+            ]
             if odd and not sub_path.startswith('model'):
                 unscaled.append(f'{sub_path} ({name}: {", ".join(odd)})')
             continue
@@ -247,8 +252,8 @@ def scale_config(cfg: Config, mult: Multipliers, size_divisor: Optional[int] = N
             _scale_transforms(value, key, factor, size_divisor, changes, unscaled, seen)
     model = cfg.model
     if isinstance(model.get('data_preprocessor'), dict):
-        _scale_transforms(model.data_preprocessor, 'model.data_preprocessor', factor, size_divisor,
-                          changes, unscaled, seen)
+        _scale_transforms(model.data_preprocessor, 'model.data_preprocessor', factor, size_divisor, changes, unscaled,
+                          seen)
     test_cfg = model.get('test_cfg')
     if isinstance(test_cfg, dict) and test_cfg.get('mode') == 'slide':
         for key in ('crop_size', 'stride'):
@@ -260,9 +265,12 @@ def scale_config(cfg: Config, mult: Multipliers, size_divisor: Optional[int] = N
 # ------------------------------------------------------------------ input size for counting
 # transform -> (size key, order of a 2-tuple): the last fixed-size crop of the train pipeline.
 _CROP_KEYS = {
-    'RandomResizedCrop': ('scale', 'wh'), 'EfficientNetRandomCrop': ('scale', 'wh'),
-    'CenterCrop': ('crop_size', 'wh'), 'EfficientNetCenterCrop': ('crop_size', 'wh'),
-    'RandomCrop': ('crop_size', 'hw'), 'RandomCenterCropPad': ('crop_size', 'hw'),
+    'RandomResizedCrop': ('scale', 'wh'),
+    'EfficientNetRandomCrop': ('scale', 'wh'),
+    'CenterCrop': ('crop_size', 'wh'),
+    'EfficientNetCenterCrop': ('crop_size', 'wh'),
+    'RandomCrop': ('crop_size', 'hw'),
+    'RandomCenterCropPad': ('crop_size', 'hw'),
 }
 
 

@@ -22,7 +22,7 @@ class Coefficients:
     @property
     def flops_factor(self) -> float:
         """``alpha * beta^2 * gamma^2``: eq. 3's FLOPs growth per unit of phi."""
-        return self.alpha * self.beta ** 2 * self.gamma ** 2
+        return self.alpha * self.beta**2 * self.gamma**2
 
     @property
     def name(self) -> str:
@@ -30,7 +30,7 @@ class Coefficients:
 
     def multipliers(self, phi: float) -> Tuple[float, float, float]:
         """``(depth, width, resolution)`` multipliers ``(alpha^phi, beta^phi, gamma^phi)``."""
-        return self.alpha ** phi, self.beta ** phi, self.gamma ** phi
+        return self.alpha**phi, self.beta**phi, self.gamma**phi
 
 
 def check_phi(phi: float) -> float:
@@ -89,11 +89,10 @@ def enumerate_grid(step: float = 0.05, tolerance: float = 0.05) -> List[Coeffici
                     found.append(c)
     if not found:
         miss, c = closest
-        raise ValueError(
-            f'no (alpha, beta, gamma) on a grid of step {step:g} has alpha*beta^2*gamma^2 within '
-            f'tolerance {tolerance:g} of {FLOPS_TARGET:g}; the closest is {c.name} with '
-            f'{c.flops_factor:.4f} ({c.flops_factor / FLOPS_TARGET - 1:+.1%}). Use a smaller '
-            f'--grid-step or a larger --tolerance')
+        raise ValueError(f'no (alpha, beta, gamma) on a grid of step {step:g} has alpha*beta^2*gamma^2 within '
+                         f'tolerance {tolerance:g} of {FLOPS_TARGET:g}; the closest is {c.name} with '
+                         f'{c.flops_factor:.4f} ({c.flops_factor / FLOPS_TARGET - 1:+.1%}). Use a smaller '
+                         f'--grid-step or a larger --tolerance')
     return found
 
 

@@ -5,10 +5,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from mmengine.config import Config
 
 from ..arch import build_network_spec
-from .config_scaling import (Multipliers, ScaledConfig, default_size_divisor, find_backbone, input_size, scale_config,
-                             toolbox_of)
+from ..config import toolbox_of
+from .config_complexity import Complexity, measure_config, network_key
+from .config_scaling import Multipliers, ScaledConfig, default_size_divisor, find_backbone, input_size, scale_config
 from .grid import Coefficients, check_phi
-from .measure import Complexity, measure_config, network_key
 
 
 @dataclass
@@ -50,8 +50,10 @@ class Plan:
         return member.complexity.backbone_macs / self.baseline.backbone_macs
 
 
-def make_plan(cfg: Config, points: Sequence[Tuple[Coefficients, float]],
-              size_divisor: Optional[int] = None, name_by_phi: bool = False) -> Plan:
+def make_plan(cfg: Config,
+              points: Sequence[Tuple[Coefficients, float]],
+              size_divisor: Optional[int] = None,
+              name_by_phi: bool = False) -> Plan:
     """Scale ``cfg`` by each ``(coefficients, phi)`` of ``points`` (eq. 3) and measure every model.
 
     Members that round to the same network and input size are measured once and point at the

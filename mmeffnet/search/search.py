@@ -61,8 +61,8 @@ def search_config(cfg: Config, iters: int, seed: int) -> Config:
         schedule.insert(0, dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=warmup))
     cfg.param_scheduler = schedule
     hooks = cfg.get('default_hooks') or {}
-    hooks['checkpoint'] = dict(type='CheckpointHook', by_epoch=False, interval=min(iters, CHECKPOINT_EVERY),
-                               max_keep_ckpts=1, save_last=True)
+    hooks['checkpoint'] = dict(
+        type='CheckpointHook', by_epoch=False, interval=min(iters, CHECKPOINT_EVERY), max_keep_ckpts=1, save_last=True)
     if isinstance(hooks.get('logger'), dict):
         hooks['logger']['interval'] = max(1, min(hooks['logger'].get('interval', 50), iters // 5 or 1))
     cfg.default_hooks = hooks
@@ -74,8 +74,13 @@ def search_config(cfg: Config, iters: int, seed: int) -> Config:
 
 def settings_of(config_path: str, cfg: Config, phi: float, iters: int, seed: int, size_divisor: int) -> dict:
     text = cfg.pretty_text
-    return dict(config=osp.abspath(config_path), config_sha1=hashlib.sha1(text.encode()).hexdigest(),
-                phi=phi, iters=iters, seed=seed, size_divisor=size_divisor)
+    return dict(
+        config=osp.abspath(config_path),
+        config_sha1=hashlib.sha1(text.encode()).hexdigest(),
+        phi=phi,
+        iters=iters,
+        seed=seed,
+        size_divisor=size_divisor)
 
 
 def check_settings(work_dir: str, settings: dict) -> None:
@@ -85,9 +90,9 @@ def check_settings(work_dir: str, settings: dict) -> None:
     if old is not None:
         differ = sorted(k for k in settings if old.get(k) != settings[k])
         if differ:
-            raise ValueError(f'{work_dir} holds a search with other settings ('
-                             + ', '.join(f'{k}: {old.get(k)!r} there, {settings[k]!r} now' for k in differ)
-                             + '); use another --work-dir or the same settings')
+            raise ValueError(f'{work_dir} holds a search with other settings (' +
+                             ', '.join(f'{k}: {old.get(k)!r} there, {settings[k]!r} now'
+                                       for k in differ) + '); use another --work-dir or the same settings')
     write_json_atomic(path, settings)
 
 
@@ -98,8 +103,10 @@ def read_metrics(eval_dir: str) -> Dict[str, float]:
         raise FileNotFoundError(f'tools/test.py wrote no metrics file under {eval_dir}')
     with open(found[-1]) as f:
         data = json.load(f)
-    return {k: float(v) for k, v in data.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NOT_METRICS}
+    return {
+        k: float(v)
+        for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NOT_METRICS
+    }
 
 
 def pick_metric(reported: List[Dict[str, float]], wanted: Optional[str]) -> Optional[str]:
@@ -155,7 +162,7 @@ class CandidateRunner:
         state = self.state(name)
         if state.get('status') == TRAINING and process_alive(state.get('pid')):
             raise CandidateBusyError(f'candidate {name} is being trained by process {state["pid"]} (an earlier '
-                               'search still running?); stop it or use another --work-dir')
+                                     'search still running?); stop it or use another --work-dir')
         config_path = osp.join(folder, 'config.py')
         cfg.dump(config_path)
         state.update(extra, name=name)
@@ -164,36 +171,43 @@ class CandidateRunner:
             state.update(status=TRAINING, started_at=state.get('started_at') if resumed else now())
             self._save(name, state)
             start = time.time()
-            rc = self._run_tool([osp.join(self.tools_dir, 'train.py'), config_path, '--work-dir', folder,
-                                 '--resume'], osp.join(folder, 'train.log'),
-                                lambda pid: self._save(name, dict(state, pid=pid)))
+            rc = self._run_tool([osp.join(self.tools_dir, 'train.py'), config_path, '--work-dir', folder, '--resume'],
+                                osp.join(folder, 'train.log'), lambda pid: self._save(name, dict(state, pid=pid)))
             if rc != 0:
                 state.update(status=FAILED, phase='train', returncode=rc, error=_tail(osp.join(folder, 'train.log')))
                 self._save(name, state)
                 return state
             with open(osp.join(folder, 'last_checkpoint')) as f:
                 checkpoint = f.read().strip()
-            state.update(status=TRAINED, checkpoint=checkpoint, trained_at=now(),
-                         train_seconds=round(state.get('train_seconds', 0) + time.time() - start, 1))
+            state.update(
+                status=TRAINED,
+                checkpoint=checkpoint,
+                trained_at=now(),
+                train_seconds=round(state.get('train_seconds', 0) + time.time() - start, 1))
             state.pop('pid', None)
             self._save(name, state)
         start = time.time()
         eval_dir = osp.join(folder, 'eval')
-        rc = self._run_tool([osp.join(self.tools_dir, 'test.py'), config_path, state['checkpoint'], '--work-dir',
-                             eval_dir], osp.join(folder, 'test.log'), lambda pid: None)
+        rc = self._run_tool(
+            [osp.join(self.tools_dir, 'test.py'), config_path, state['checkpoint'], '--work-dir', eval_dir],
+            osp.join(folder, 'test.log'), lambda pid: None)
         if rc != 0:
             state.update(status=FAILED, phase='test', returncode=rc, error=_tail(osp.join(folder, 'test.log')))
             self._save(name, state)
             return state
-        state.update(status=DONE, metrics=read_metrics(eval_dir), finished_at=now(),
-                     eval_seconds=round(time.time() - start, 1))
+        state.update(
+            status=DONE, metrics=read_metrics(eval_dir), finished_at=now(), eval_seconds=round(time.time() - start, 1))
         for key in ('phase', 'returncode', 'error'):
             state.pop(key, None)
         self._save(name, state)
         return state
 
 
-def run_search(plan: Plan, work_dir: str, tools_dir: str, iters: int, seed: int,
+def run_search(plan: Plan,
+               work_dir: str,
+               tools_dir: str,
+               iters: int,
+               seed: int,
                log: Callable[[str], None] = print,
                after_each: Optional[Callable[[Dict[str, dict]], None]] = None) -> Dict[str, dict]:
     """Train and evaluate every distinct candidate of ``plan`` that is not done yet; return the
@@ -209,20 +223,29 @@ def run_search(plan: Plan, work_dir: str, tools_dir: str, iters: int, seed: int,
             log(f'{prefix}: done earlier ({state.get("finished_at")}), skipped')
             states[member.name] = state
             continue
-        what = {TRAINING: 'resuming training', TRAINED: 'evaluating', FAILED: 'retrying'}.get(
-            state.get('status'), 'training')
+        what = {
+            TRAINING: 'resuming training',
+            TRAINED: 'evaluating',
+            FAILED: 'retrying'
+        }.get(state.get('status'), 'training')
         log(f'{prefix}: {what} ({iters} iters, {plan.ratio(member):.2f}x baseline MACs) '
             f'-> {runner.folder(member.name)}')
         cfg = search_config(member.scaled.cfg, iters, seed)
-        extra = dict(alpha=member.coeffs.alpha, beta=member.coeffs.beta, gamma=member.coeffs.gamma,
-                     phi=member.phi, arch=member.arch, params=member.complexity.params,
-                     macs=member.complexity.macs, macs_ratio=plan.ratio(member))
+        extra = dict(
+            alpha=member.coeffs.alpha,
+            beta=member.coeffs.beta,
+            gamma=member.coeffs.gamma,
+            phi=member.phi,
+            arch=member.arch,
+            params=member.complexity.params,
+            macs=member.complexity.macs,
+            macs_ratio=plan.ratio(member))
         state = runner.run(member, cfg, extra)
         if state['status'] == DONE:
-            log(f'{prefix}: done in {state.get("train_seconds")} s train + {state.get("eval_seconds")} s eval; '
-                + (', '.join(f'{k}={v:.4g}' for k, v in sorted(state['metrics'].items())) or
-                   'the evaluator reported no metric (e.g. mmdet\'s CocoMetric when the model detects '
-                   'nothing yet: train longer); ranked last'))
+            log(f'{prefix}: done in {state.get("train_seconds")} s train + {state.get("eval_seconds")} s eval; ' +
+                (', '.join(f'{k}={v:.4g}' for k, v in sorted(state['metrics'].items()))
+                 or 'the evaluator reported no metric (e.g. mmdet\'s CocoMetric when the model detects '
+                 'nothing yet: train longer); ranked last'))
         else:
             log(f'{prefix}: FAILED in {state.get("phase")} (exit {state.get("returncode")}); see '
                 f'{runner.folder(member.name)}/{state.get("phase")}.log:\n{state.get("error", "")}')

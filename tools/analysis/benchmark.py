@@ -10,6 +10,9 @@
 Rows: train (B3 backbone step at 896), infer (B0@224, B3@300, B1@240 batch 1, with onnxruntime),
 detector (the RetinaNet-B3 recipe iteration), cuda (fp32 and AMP + channels_last; skipped
 without a GPU). Writes results.md, results.json and chart.png to --out-dir.
+
+The parts live in the ``benchmarking`` package beside this file (tools/analysis/benchmarking/);
+the kit for running the CUDA rows on an offline GPU machine in tools/analysis/offline_gpu/.
 """
 import argparse
 import json
@@ -17,42 +20,59 @@ import os
 import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+HERE = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(osp.dirname(HERE))
 DOC = osp.join(ROOT, 'docs', 'benchmarks.md')
 DOC_CHART = osp.join(ROOT, 'docs', 'benchmarks.png')
 # the CPU results and the CUDA results (often measured on another machine) each have a block
-BLOCKS = {'cpu': ('<!-- benchmark-results:start -->', '<!-- benchmark-results:end -->', DOC_CHART),
-          'cuda': ('<!-- benchmark-cuda:start -->', '<!-- benchmark-cuda:end -->',
-                   osp.join(ROOT, 'docs', 'benchmarks_cuda.png'))}
+BLOCKS = {
+    'cpu': ('<!-- benchmark-results:start -->', '<!-- benchmark-results:end -->', DOC_CHART),
+    'cuda':
+    ('<!-- benchmark-cuda:start -->', '<!-- benchmark-cuda:end -->', osp.join(ROOT, 'docs', 'benchmarks_cuda.png'))
+}
 ROWS = ('train', 'infer', 'detector', 'cuda')
 DEVICES = ('auto', 'cpu', 'cuda')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--rows', default=','.join(ROWS),
-                        help=f'comma-separated subset of {",".join(ROWS)} (default: all)')
-    parser.add_argument('--quick', action='store_true',
-                        help='smaller inputs, fewer models and repetitions (default rows: train, infer)')
-    parser.add_argument('--models', default=None,
-                        help='comma-separated peers to compare with ours and its variants (e.g. mmdet,timm,onnxruntime); default: all')
-    parser.add_argument('--config', default=osp.join(ROOT, 'configs', 'retinanet_effb3_fpn_crop896_8x4_1x_coco.py'),
-                        help='the RetinaNet recipe config of the detector row')
+    parser.add_argument(
+        '--rows', default=','.join(ROWS), help=f'comma-separated subset of {",".join(ROWS)} (default: all)')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='smaller inputs, fewer models and repetitions (default rows: train, infer)')
+    parser.add_argument(
+        '--models',
+        default=None,
+        help='comma-separated peers to compare with ours and its variants (e.g. mmdet,timm,onnxruntime); default: all')
+    parser.add_argument(
+        '--config',
+        default=osp.join(ROOT, 'configs', 'retinanet_effb3_fpn_crop896_8x4_1x_coco.py'),
+        help='the RetinaNet recipe config of the detector row')
     parser.add_argument('--reps', type=int, default=None, help='timed rounds per row (default: per row)')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
     parser.add_argument('--threads', type=int, default=os.cpu_count(), help='"all cores" thread count')
-    parser.add_argument('--device', default='auto', choices=DEVICES,
-                        help='auto: the CPU rows, plus the CUDA rows when a GPU is present; cpu: CPU rows '
-                        'only; cuda: the CUDA rows only (fp32 and AMP + channels_last)')
+    parser.add_argument(
+        '--device',
+        default='auto',
+        choices=DEVICES,
+        help='auto: the CPU rows, plus the CUDA rows when a GPU is present; cpu: CPU rows '
+        'only; cuda: the CUDA rows only (fp32 and AMP + channels_last)')
     parser.add_argument('--out-dir', default=osp.join(ROOT, 'work_dirs', 'benchmark'))
     docs = parser.add_mutually_exclusive_group()
-    docs.add_argument('--update-docs', action='store_true',
-                      help=f'write the results into {osp.relpath(DOC, ROOT)} and its chart even for a '
-                      '--quick or partial run')
+    docs.add_argument(
+        '--update-docs',
+        action='store_true',
+        help=f'write the results into {osp.relpath(DOC, ROOT)} and its chart even for a '
+        '--quick or partial run')
     docs.add_argument('--no-docs', action='store_true', help='do not touch docs/ (a full run rewrites it)')
-    docs.add_argument('--publish', metavar='DIR', default=None,
-                      help='measure nothing: put the results.md and chart.png of a run written to DIR '
-                      '(e.g. the CUDA rows run on a GPU machine) into docs/, then exit')
+    docs.add_argument(
+        '--publish',
+        metavar='DIR',
+        default=None,
+        help='measure nothing: put the results.md and chart.png of a run written to DIR '
+        '(e.g. the CUDA rows run on a GPU machine) into docs/, then exit')
     args = parser.parse_args(argv)
     rows = [r.strip() for r in args.rows.split(',') if r.strip()]
     bad = [r for r in rows if r not in ROWS]
@@ -69,8 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f'--threads must be >= 1, got {args.threads}')
     args.row_list = tuple(rows)
     # docs/ shows only complete CPU results measured at the issue's sizes
-    args.write_docs = args.update_docs or (full and not args.quick and args.device == 'auto'
-                                           and not args.no_docs and args.models is None)
+    args.write_docs = args.update_docs or (full and not args.quick and args.device == 'auto' and not args.no_docs
+                                           and args.models is None)
     return args
 
 
@@ -130,14 +150,21 @@ def main(argv=None) -> int:
         print('CUDA rows skipped: no CUDA device on this machine (torch.cuda.is_available() is False). '
               'Run without --device cuda for the CPU rows.')
         return 0
-    sys.path.insert(0, ROOT)
-    from mmeffnet.benchmark.measure import keep_freed_memory_in_heap
-    from mmeffnet.benchmark.report import machine_description, markdown, write_chart, write_json
-    from mmeffnet.benchmark.suite import SuiteOptions, run_suite
+    sys.path.insert(0, ROOT)  # mmeffnet from this checkout
+    if HERE not in sys.path:  # the benchmark's package, also when this file is not run as a script
+        sys.path.insert(1, HERE)
+    from benchmarking.measure import keep_freed_memory_in_heap
+    from benchmarking.report import machine_description, markdown, write_chart, write_json
+    from benchmarking.suite import SuiteOptions, run_suite
     torch.manual_seed(0)
-    opts = SuiteOptions(quick=args.quick, rows=args.row_list, config=args.config, reps=args.reps,
-                        memory=not args.no_memory, all_threads=args.threads,
-                        models=args.models.split(',') if args.models else None)
+    opts = SuiteOptions(
+        quick=args.quick,
+        rows=args.row_list,
+        config=args.config,
+        reps=args.reps,
+        memory=not args.no_memory,
+        all_threads=args.threads,
+        models=args.models.split(',') if args.models else None)
     info = machine_description()
     info['heap of the timing process'] = keep_freed_memory_in_heap()
     command = 'python tools/analysis/benchmark.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
@@ -167,8 +194,8 @@ def main(argv=None) -> int:
     if args.write_docs:
         update_docs(text, chart, block)
     print(text)
-    print(f'\nwritten: {args.out_dir}/results.md, results.json, chart.png'
-          + (f'; {osp.relpath(DOC, ROOT)}, {osp.relpath(BLOCKS[block][2], ROOT)}' if args.write_docs else ''))
+    print(f'\nwritten: {args.out_dir}/results.md, results.json, chart.png' +
+          (f'; {osp.relpath(DOC, ROOT)}, {osp.relpath(BLOCKS[block][2], ROOT)}' if args.write_docs else ''))
     return 0
 
 

@@ -23,9 +23,14 @@ from mmeffnet.runtime.cli import run_cli
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('image', help='image file')
-    parser.add_argument('--model', nargs='+', action='append', required=True, metavar='CONFIG CHECKPOINT [LABEL]',
-                        help='a classification config, its checkpoint and an optional column label; repeat '
-                        'for several models')
+    parser.add_argument(
+        '--model',
+        nargs='+',
+        action='append',
+        required=True,
+        metavar='CONFIG CHECKPOINT [LABEL]',
+        help='a classification config, its checkpoint and an optional column label; repeat '
+        'for several models')
     parser.add_argument('--out', default='cam.png', help='PNG to write (default: cam.png)')
     parser.add_argument('--target', help='class index or name to map (default: each model\'s top-1 class)')
     parser.add_argument('--device', default='cpu', help='torch device (default: cpu)')

@@ -8,7 +8,7 @@ Exits 1 if any arch is outside the bounds (params 2%, FLOPs 5%).
 import argparse
 import sys
 
-from mmeffnet.analysis.paper import FLOP_TOLERANCE, PARAM_TOLERANCE, TABLE2, format_rows, measure_against_table2
+from mmeffnet.analysis.table2 import FLOP_TOLERANCE, PARAM_TOLERANCE, TABLE2, format_rows, measure_against_table2
 
 
 def main() -> int:
@@ -18,8 +18,8 @@ def main() -> int:
     rows = measure_against_table2(args.archs)
     print(format_rows(rows))
     bad = [r.arch for r in rows if not r.within_bounds]
-    print(f'\nbounds: params within {PARAM_TOLERANCE:.0%}, FLOPs within {FLOP_TOLERANCE:.0%} of Table 2: '
-          + ('all inside' if not bad else f'OUTSIDE for {", ".join(bad)}'))
+    print(f'\nbounds: params within {PARAM_TOLERANCE:.0%}, FLOPs within {FLOP_TOLERANCE:.0%} of Table 2: ' +
+          ('all inside' if not bad else f'OUTSIDE for {", ".join(bad)}'))
     return 1 if bad else 0
 
 

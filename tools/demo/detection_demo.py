@@ -36,24 +36,36 @@ HOLDOUT_SCALE = 4  # the held-out picture is drawn 4x larger so that the labels 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out-dir', default='outputs/detection_demo',
-                        help='where the data, the work dir and detections.png go (replaced on each run)')
+    parser.add_argument(
+        '--out-dir',
+        default='outputs/detection_demo',
+        help='where the data, the work dir and detections.png go (replaced on each run)')
     parser.add_argument('--config', default=DEFAULT_CONFIG, help='the demo config')
     parser.add_argument('--train-images', type=int, default=TRAIN_IMAGES, help='size of the generated train split')
     parser.add_argument('--val-images', type=int, default=VAL_IMAGES, help='size of the generated val split')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help='override config keys (as in tools/train.py)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        metavar='KEY=VALUE',
+        help='override config keys (as in tools/train.py)')
     return parser.parse_args()
 
 
 def write_data(root: str, image_size: int, train_images: int, val_images: int) -> Dict[str, str]:
     """Train and val splits, and the held-out picture (not in either split)."""
     import cv2
+
     from mmeffnet.datasets.synthetic_shapes import ShapesSpec, render_image, write_shapes_coco
 
     def spec(num: int, seed: int) -> ShapesSpec:
-        return ShapesSpec(num_images=num, image_size=image_size, min_size=image_size // 4,
-                          max_size=image_size * 9 // 16, class_colours=True, seed=seed)
+        return ShapesSpec(
+            num_images=num,
+            image_size=image_size,
+            min_size=image_size // 4,
+            max_size=image_size * 9 // 16,
+            class_colours=True,
+            seed=seed)
 
     write_shapes_coco(root, 'train', spec(train_images, seed=0))
     write_shapes_coco(root, 'val', spec(val_images, seed=1))
@@ -126,11 +138,12 @@ class _QuietOptimizerLog:
 def main() -> int:
     args = parse_args()
     start = time.time()
-    import mmeffnet  # noqa: F401
+    from image_demo import detect
     from mmengine.config import Config
     from mmengine.runner import Runner
-    from mmeffnet.runtime.setup import adapt_sync_bn, check_datasets
-    from image_demo import detect
+
+    import mmeffnet  # noqa: F401
+    from mmeffnet.config import check_dataset_paths, swap_sync_bn
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -144,9 +157,9 @@ def main() -> int:
         cfg[f'{split}_dataloader'].dataset.data_root = data_root
     cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = data_root + 'annotations/instances_val.json'
     cfg.work_dir = osp.join(out_dir, 'work_dir')
-    cfg.default_hooks.logger.interval = 10 ** 6  # the progress bar reports instead
-    adapt_sync_bn(cfg, distributed=False)
-    check_datasets(cfg, ('train', 'val'))
+    cfg.default_hooks.logger.interval = 10**6  # the progress bar reports instead
+    swap_sync_bn(cfg, distributed=False)
+    check_dataset_paths(cfg, ('train', 'val'))
     print(f'data: {args.train_images} train / {args.val_images} val images of {image_size} px, classes '
           f'{", ".join(cfg.classes)}, in {data_root}')
 
@@ -178,8 +191,8 @@ def main() -> int:
     print(f'loss (mean of {k} iterations): {first:.3f} at the start -> {last:.3f} at the end')
     print(f'bbox mAP@[.5:.95] on {args.val_images} val images: untrained {ap0:.3f} -> trained {ap:.3f}')
     print(f'bbox mAP@.5: untrained {ap50_0:.3f} -> trained {ap50:.3f}')
-    print(f'detections on the held-out picture ({len(out["detections"])} with score >= {SCORE_THR}): '
-          + ', '.join(f'{d["class"]} {d["score"]:.2f}' for d in out['detections']))
+    print(f'detections on the held-out picture ({len(out["detections"])} with score >= {SCORE_THR}): ' +
+          ', '.join(f'{d["class"]} {d["score"]:.2f}' for d in out['detections']))
     print(f'wrote {png}; checkpoint {ckpt}')
     print(f'total time {time.time() - start:.0f} s')
     return 0

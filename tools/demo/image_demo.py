@@ -20,7 +20,8 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from anywhere without installing
 
-import mmeffnet  # noqa: E402,F401  (registers mmeffnet.* and the safe checkpoint loader)
+import mmeffnet  # noqa: E402,F401  (registers mmeffnet.*)
+from mmeffnet.runtime import safe_checkpoint_loading  # noqa: E402
 from mmeffnet.runtime.cli import draw_in_memory, run_cli  # noqa: E402
 
 
@@ -36,6 +37,7 @@ def parse_args() -> argparse.Namespace:
 
 
 class _DropFunctionScopeWarning(logging.Filter):
+
     def filter(self, record: logging.LogRecord) -> bool:
         return 'in the "function" registry tree' not in record.getMessage()
 
@@ -69,7 +71,8 @@ def detect(image: str, config, checkpoint: str, score_thr: float = 0.3, device: 
         # threshold asked for here must reach it, or those boxes never come out
         test_cfg['score_thr'] = score_thr
     draw_in_memory(cfg)
-    with _without_mmdet_function_scope_warning():
+    # mmengine reads the checkpoint (an mmengine one, with its message hub) under torch>=2.6's weights_only
+    with _without_mmdet_function_scope_warning(), safe_checkpoint_loading():
         inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)
     result = inferencer(image, return_vis=True, no_save_vis=True, pred_score_thr=score_thr)
     pred = result['predictions'][0]

@@ -17,7 +17,8 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from anywhere without installing
 
-import mmeffnet  # noqa: E402,F401  (registers mmeffnet.* and the safe checkpoint loader)
+import mmeffnet  # noqa: E402,F401  (registers mmeffnet.*)
+from mmeffnet.runtime import safe_checkpoint_loading  # noqa: E402
 from mmeffnet.runtime.cli import draw_in_memory, run_cli  # noqa: E402
 
 
@@ -50,7 +51,8 @@ def main() -> int:
 
     cfg = Config.fromfile(args.config)
     draw_in_memory(cfg)
-    inferencer = MMSegInferencer(model=cfg, weights=args.checkpoint, device=args.device)
+    with safe_checkpoint_loading():  # mmengine reads an mmengine checkpoint under torch>=2.6's weights_only
+        inferencer = MMSegInferencer(model=cfg, weights=args.checkpoint, device=args.device)
     result = inferencer(args.image, return_vis=True, opacity=args.opacity, with_labels=args.with_labels)
     labels = np.asarray(result['predictions'])
     overlay_rgb = result['visualization']

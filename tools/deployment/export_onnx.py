@@ -20,24 +20,34 @@ from typing import List, Tuple
 import torch
 import torch.nn as nn
 
-import mmeffnet  # noqa: F401  (registers mmeffnet.EfficientNet, safe checkpoint loading)
+import mmeffnet  # noqa: F401  (registers mmeffnet.EfficientNet)
 from mmeffnet.deployment.onnx import EXPORTERS, TensorOutputs, compare_with_onnxruntime, export_onnx
 from mmeffnet.runtime.cli import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('what', choices=['backbone', 'config'],
-                        help='backbone: mmeffnet.EfficientNet from --arch etc.; config: the model of CONFIG')
+    parser.add_argument(
+        'what',
+        choices=['backbone', 'config'],
+        help='backbone: mmeffnet.EfficientNet from --arch etc.; config: the model of CONFIG')
     parser.add_argument('config', nargs='?', help='mmpretrain / mmdet config (what=config)')
     parser.add_argument('--arch', default='b0', help='backbone arch (b0..b8, l2, lite0..lite4)')
     parser.add_argument('--out-indices', type=int, nargs='+', default=[6], help='backbone levels to output')
     parser.add_argument('--padding', default='same', help="backbone padding: 'same' or 'symmetric'")
-    parser.add_argument('--checkpoint', default=None, help='weights to load (a backbone checkpoint or the '
-                        "config model's checkpoint)")
+    parser.add_argument(
+        '--checkpoint',
+        default=None,
+        help='weights to load (a backbone checkpoint or the '
+        "config model's checkpoint)")
     parser.add_argument('--fuse', action='store_true', help='fold BatchNorm into the convs before export')
-    parser.add_argument('--shape', type=int, nargs=4, default=[1, 3, 224, 224], metavar=('N', 'C', 'H', 'W'),
-                        help='example input shape (default 1 3 224 224)')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=4,
+        default=[1, 3, 224, 224],
+        metavar=('N', 'C', 'H', 'W'),
+        help='example input shape (default 1 3 224 224)')
     parser.add_argument('--static', action='store_true', help='fixed input shape (default: dynamic N, H, W)')
     parser.add_argument('--exporter', default='auto', choices=EXPORTERS, help='ONNX exporter')
     parser.add_argument('--opset', type=int, default=17)
@@ -68,13 +78,13 @@ def build_from_config(args: argparse.Namespace) -> nn.Module:
     from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
 
-    from mmeffnet.runtime.cli import toolbox_of
-    from mmeffnet.runtime.setup import adapt_sync_bn
+    from mmeffnet.config import swap_sync_bn, toolbox_of
+    from mmeffnet.runtime import safe_checkpoint_loading
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'config file not found: {args.config}')
     cfg = Config.fromfile(args.config)
     scope = toolbox_of(cfg)
-    adapt_sync_bn(cfg, distributed=False)
+    swap_sync_bn(cfg, distributed=False)
     init_default_scope(scope)
     registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
     if scope == 'mmdet':
@@ -90,7 +100,8 @@ def build_from_config(args: argparse.Namespace) -> nn.Module:
     if args.checkpoint:
         if not osp.isfile(args.checkpoint):
             raise FileNotFoundError(f'checkpoint file not found: {args.checkpoint}')
-        load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+        with safe_checkpoint_loading():  # an mmengine checkpoint under torch>=2.6's weights_only
+            load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     return TensorOutputs(model, dict(mode='tensor'))
 
 
@@ -117,8 +128,7 @@ def main(argv=None) -> int:
     if args.fuse and fuse_model(model) == 0:
         raise ValueError('--fuse: the model contains no mmeffnet EfficientNet to fuse')
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    names = export_onnx(model, args.out, args.shape, dynamic=not args.static, opset=args.opset,
-                        exporter=args.exporter)
+    names = export_onnx(model, args.out, args.shape, dynamic=not args.static, opset=args.opset, exporter=args.exporter)
     print(f'exported {args.what} -> {args.out} ({len(names)} outputs, '
           f'{"dynamic" if not args.static else "static"} input, example {args.shape})')
     if args.verify:

@@ -13,8 +13,7 @@ mmpretrain ImageClassifier. ARCHS: b0..b8, l2, lite0..lite4, or the source's mod
 import argparse
 import sys
 
-import mmeffnet  # noqa: F401  (safe checkpoint loading)
-from mmeffnet.converters import SOURCES, ConversionError, convert_checkpoint, save_converted
+from mmeffnet.checkpoint import SOURCES, ConversionError, convert_checkpoint, save_converted
 from mmeffnet.runtime.cli import run_cli
 
 
@@ -22,8 +21,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--src', required=True, help=f'where the weights come from: {", ".join(SOURCES)}')
     parser.add_argument('--arch', default=None, help='arch or the source model name (default: from the shapes)')
-    parser.add_argument('--no-ema', action='store_true',
-                        help='--src tf: take the raw variables, not their ExponentialMovingAverage shadows')
+    parser.add_argument(
+        '--no-ema',
+        action='store_true',
+        help='--src tf: take the raw variables, not their ExponentialMovingAverage shadows')
     parser.add_argument('input', metavar='IN', help='source checkpoint (local file)')
     parser.add_argument('output', metavar='OUT', help='converted checkpoint to write')
     return parser.parse_args()

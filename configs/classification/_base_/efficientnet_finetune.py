@@ -46,9 +46,8 @@ val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=256)  # the LR above is for 256 images per step
 
-custom_hooks = [dict(type='ClsDataCheckHook')]
+custom_hooks = [dict(type='mmeffnet.ClsDataCheckHook')]
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2000, max_keep_ckpts=2,
-                    save_best='accuracy/top1'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2000, max_keep_ckpts=2, save_best='accuracy/top1'),
     logger=dict(type='LoggerHook', interval=100))
 log_processor = dict(by_epoch=False)

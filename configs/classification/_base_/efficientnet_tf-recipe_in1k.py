@@ -40,7 +40,7 @@ model = dict(
 # ---------------------------------------------------------------- data
 # [TF] mean/std of efficientnet_builder.MEAN_RGB/STDDEV_RGB (= ImageNet's), inherited from mmpretrain.
 train_pipeline = [
-    dict(type='LoadImageWithFallback'),
+    dict(type='mmeffnet.LoadImageWithFallback'),
     # [TF] distorted_bounding_box_crop (area 0.08-1, aspect 3/4-4/3, 10 attempts, else centre crop), bicubic.
     dict(type='EfficientNetRandomCrop', scale=img_size, crop_padding=32, interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -49,37 +49,33 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageWithFallback'),
+    dict(type='mmeffnet.LoadImageWithFallback'),
     # [TF] centre square of img_size / (img_size + 32) of the short side, resized to img_size, bicubic.
     dict(type='EfficientNetCenterCrop', crop_size=img_size, crop_padding=32, interpolation='bicubic'),
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    batch_size=256,
-    num_workers=8,
-    persistent_workers=True,
-    pin_memory=True,
-    dataset=dict(pipeline=train_pipeline))
+    batch_size=256, num_workers=8, persistent_workers=True, pin_memory=True, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=256,
-    num_workers=8,
-    persistent_workers=True,
-    pin_memory=True,
-    dataset=dict(pipeline=test_pipeline))
+    batch_size=256, num_workers=8, persistent_workers=True, pin_memory=True, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # ---------------------------------------------------------------- optimisation
 optim_wrapper = dict(
     # [paper] RMSProp decay 0.9, momentum 0.9, weight decay 1e-5; [TF] epsilon 1e-3 inside the
     # square root, as TF1's RMSPropOptimizer (see mmeffnet/engine/optimizers.py).
-    optimizer=dict(type='RMSpropTF', lr=0.256, alpha=0.9, momentum=0.9, eps=1e-3, weight_decay=1e-5),
+    optimizer=dict(type='mmeffnet.RMSpropTF', lr=0.256, alpha=0.9, momentum=0.9, eps=1e-3, weight_decay=1e-5),
     # [TF] the L2 term covers every variable but the batch-norm ones.
     paramwise_cfg=dict(norm_decay_mult=0.0))
 # [paper] LR 0.256 (at batch 4096 [TF]: 0.016 per 256 images), x0.97 every 2.4 epochs;
 # [TF] linear warm-up from 0 over 5 epochs. Counted in iterations, fractional epochs exact.
 param_scheduler = dict(
-    type='TFExponentialDecayLR', decay_epochs=2.4, decay_factor=0.97, warmup_epochs=5,
-    by_epoch=True, convert_to_iter_based=True)
+    type='mmeffnet.TFExponentialDecayLR',
+    decay_epochs=2.4,
+    decay_factor=0.97,
+    warmup_epochs=5,
+    by_epoch=True,
+    convert_to_iter_based=True)
 # [TF] 350 epochs (train_steps=218949 at batch 2048). [ours] validate every 5 epochs.
 train_cfg = dict(by_epoch=True, max_epochs=350, val_interval=5)
 val_cfg = dict()
@@ -90,9 +86,13 @@ auto_scale_lr = dict(base_batch_size=4096, enable=True)
 custom_hooks = [
     # [TF] moving_average_decay=0.9999 (momentum 1e-4 in mmengine terms) with TF's warm-up
     # min(decay, (1 + t) / (10 + t)), BN statistics averaged too; evaluation uses the average.
-    dict(type='EMAHook', ema_type='mmeffnet.TFExponentialMovingAverage', momentum=1e-4,
-         update_buffers=True, priority='ABOVE_NORMAL'),
-    dict(type='ClsDataCheckHook'),
+    dict(
+        type='EMAHook',
+        ema_type='mmeffnet.TFExponentialMovingAverage',
+        momentum=1e-4,
+        update_buffers=True,
+        priority='ABOVE_NORMAL'),
+    dict(type='mmeffnet.ClsDataCheckHook'),
 ]
 # [paper] early stopping on a 25k-image minival: keep the best validation checkpoint.
 default_hooks = dict(

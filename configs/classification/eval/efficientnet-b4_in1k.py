@@ -4,8 +4,8 @@
 # converted timm/TF/lukemelas checkpoints, or a checkpoint trained with
 # ../efficientnet-b4_*-rmsprop_in1k.py. Expected accuracies: docs/classification.md.
 _base_ = ['../_base_/efficientnet_tf-recipe_in1k.py']
-from mmeffnet.datasets.cls_variants import eval_variant  # noqa: E402
+from mmeffnet.config.fragments.classification import eval_variant  # noqa: E402
 
 arch = 'b4'
 img_size, model, test_pipeline, val_dataloader, test_dataloader = eval_variant(arch, batch_size=32)
-custom_hooks = [dict(type='ClsDataCheckHook')]  # no EMA: the checkpoint's weights are evaluated as they are
+custom_hooks = [dict(type='mmeffnet.ClsDataCheckHook')]  # no EMA: the checkpoint's weights are evaluated as they are

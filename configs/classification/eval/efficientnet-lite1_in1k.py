@@ -3,8 +3,8 @@
 # bilinear resizing, mean 127, std 128 (_base_/efficientnet-lite_tf-recipe_in1k.py).
 # Expected accuracies: docs/classification.md.
 _base_ = ['../_base_/efficientnet-lite_tf-recipe_in1k.py']
-from mmeffnet.datasets.cls_variants import eval_variant  # noqa: E402
+from mmeffnet.config.fragments.classification import eval_variant  # noqa: E402
 
 arch = 'lite1'
 img_size, model, test_pipeline, val_dataloader, test_dataloader = eval_variant(arch)
-custom_hooks = [dict(type='ClsDataCheckHook')]  # no EMA: the checkpoint's weights are evaluated as they are
+custom_hooks = [dict(type='mmeffnet.ClsDataCheckHook')]  # no EMA: the checkpoint's weights are evaluated as they are

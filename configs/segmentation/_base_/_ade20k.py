@@ -8,7 +8,7 @@ crop_size = (512, 512)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='CheckSegSample', num_classes=num_classes),
+    dict(type='mmeffnet.CheckSegSample', num_classes=num_classes),
     dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
@@ -20,10 +20,10 @@ test_pipeline = [
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
     # labels are loaded after Resize: the metric compares them at the original size
     dict(type='LoadAnnotations'),
-    dict(type='CheckSegSample', num_classes=num_classes),
+    dict(type='mmeffnet.CheckSegSample', num_classes=num_classes),
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(dataset=dict(reduce_zero_label=True, pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(reduce_zero_label=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-custom_hooks = [dict(type='SegDataCheckHook')]
+custom_hooks = [dict(type='mmeffnet.SegDataCheckHook')]

@@ -8,7 +8,7 @@ crop_size = (512, 512)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='CheckSegSample', num_classes=num_classes),
+    dict(type='mmeffnet.CheckSegSample', num_classes=num_classes),
     dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
@@ -20,7 +20,7 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
     dict(type='LoadAnnotations'),
-    dict(type='CheckSegSample', num_classes=num_classes),
+    dict(type='mmeffnet.CheckSegSample', num_classes=num_classes),
     dict(type='PackSegInputs'),
 ]
 dataset_train = dict(
@@ -38,4 +38,4 @@ dataset_aug = dict(
 train_dataloader = dict(dataset=dict(type='ConcatDataset', datasets=[dataset_train, dataset_aug]))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-custom_hooks = [dict(type='SegDataCheckHook')]
+custom_hooks = [dict(type='mmeffnet.SegDataCheckHook')]

@@ -46,4 +46,5 @@ def __getattr__(name):
     def missing(*args, **kwargs):
         raise NotImplementedError(f'mmcv op {name!r}: this mmcv was built without compiled ops '
                                   '(stand-in mmcv._ext); only the sigmoid focal loss is provided')
+
     return missing
