@@ -16,7 +16,8 @@ from mmeffnet.models.efficientnet import EfficientNet
 
 #: Every registration mmeffnet makes: registry kind -> names (configs say ``type='mmeffnet.<name>'``).
 REGISTRATIONS = {
-    'MODELS': {'EfficientNet', 'GlooSyncBN', 'EfficientNetClsHead', 'TFExponentialMovingAverage'},
+    'MODELS':
+    {'EfficientNet', 'GlooSyncBN', 'EfficientNetClsHead', 'TFExponentialMovingAverage', 'BiFPN', 'EfficientDetHead'},
     'HOOKS':
     {'SafeCheckpointHook', 'SafeCheckpointLoadingHook', 'NonFiniteLossHook', 'ClsDataCheckHook', 'SegDataCheckHook'},
     'DATASETS': {'CheckedCocoDataset', 'OfflineCIFAR10', 'OfflineCIFAR100'},
@@ -26,8 +27,8 @@ REGISTRATIONS = {
 }
 #: The modules a config imports (``custom_imports``) for them; the rest come with their registry's
 #: ``locations``.
-TOOLBOX_MODULES = ('mmeffnet.models.heads', 'mmeffnet.engine', 'mmeffnet.datasets.cls_data',
-                   'mmeffnet.datasets.det_coco', 'mmeffnet.datasets.seg_checks')
+TOOLBOX_MODULES = ('mmeffnet.models.heads', 'mmeffnet.models.efficientdet_head', 'mmeffnet.engine',
+                   'mmeffnet.datasets.cls_data', 'mmeffnet.datasets.det_coco', 'mmeffnet.datasets.seg_checks')
 
 
 def _registered_everything() -> None:
