@@ -130,10 +130,11 @@ class NetworkSpec:
 
     def level_strides(self, output_stride: int = 32) -> Tuple[int, ...]:
         """The stride of every level's output (all ``NUM_LEVELS``)."""
+        blocks = self.blocks(output_stride)
         strides = [STEM_STRIDE]
         for level in range(1, HEAD_LEVEL):
             stride = strides[-1]
-            for block in self.blocks(output_stride):
+            for block in blocks:
                 if block.level == level:
                     stride *= block.stride
             strides.append(stride)

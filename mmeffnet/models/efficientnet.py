@@ -6,8 +6,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..arch import (DROP_PATH_SCHEDULES, HEAD_LEVEL, NUM_LEVELS, OUTPUT_STRIDES, ArchParams, NetworkSpec,
-                    build_network_spec)
+from ..arch import HEAD_LEVEL, NUM_LEVELS, ArchParams, NetworkSpec, build_network_spec
 from ..registry import MODELS
 from .layers import PADDING_MODES, ConvBNAct, LayerOptions, MBConv, _is_tracing, init_tf_style
 
@@ -92,11 +91,6 @@ class EfficientNet(BaseModule):
             raise ValueError(f'frozen_stages={frozen_stages!r} is out of range: use -1..{NUM_LEVELS} '
                              f'(-1 or 0 freeze nothing, k freezes the first k levels: 1 = the stem, '
                              f'{NUM_LEVELS} = stem..head)')
-        if drop_path_schedule not in DROP_PATH_SCHEDULES:  # checked here too, to name the argument
-            raise ValueError(f'drop_path_schedule={drop_path_schedule!r} is not supported; choose one '
-                             f'of {DROP_PATH_SCHEDULES}')
-        if output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f'output_stride={output_stride!r} is not supported; choose one of {OUTPUT_STRIDES}')
         if padding not in PADDING_MODES:
             raise ValueError(f'padding={padding!r} is not supported; choose one of {PADDING_MODES}')
         if not 0. <= drop_path_rate < 1.:
