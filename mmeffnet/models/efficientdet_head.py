@@ -26,8 +26,8 @@ from mmdet.models.dense_heads import AnchorHead
 from ..arch.efficientdet import ANCHOR_RATIOS, ANCHOR_STRIDES, SCALES_PER_OCTAVE
 from ..registry import MODELS
 from .bifpn import separable_conv
-from .layers import _is_tracing, init_convs_and_norms
-from .memory_saving import batch_norm_act, bn_is_fusable, fusable_act
+from .layers import bn_act_saves_memory, init_convs_and_norms
+from .memory_saving import batch_norm_act, fusable_act
 
 PRIOR_PROB = 0.01
 HUBER_DELTA, AUTOML_BOX_LOSS_WEIGHT = 0.1, 50.0
@@ -138,10 +138,8 @@ class EfficientDetHead(AnchorHead):
 
     def _norm_act(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
         # the same memory-saving path as ConvBNAct, for a norm that is not tied to one conv
-        act_name = fusable_act(self.act)
-        if (self.memory_saving and torch.is_grad_enabled() and act_name is not None and bn_is_fusable(norm)
-                and not _is_tracing()):
-            return batch_norm_act(x, norm, act_name)
+        if bn_act_saves_memory(norm, self.act, self.memory_saving):
+            return batch_norm_act(x, norm, fusable_act(self.act))
         return self.act(norm(x))
 
     def init_weights(self) -> None:

@@ -89,6 +89,13 @@ def _may_overwrite_intermediates() -> bool:
     return not torch.is_grad_enabled() and not _is_tracing()
 
 
+def bn_act_saves_memory(norm: Optional[nn.Module], act: Optional[nn.Module], memory_saving: bool) -> bool:
+    """Whether ``act(norm(x))`` runs as the memory-saving op (:func:`batch_norm_act`): asked for,
+    gradients recorded, a plain BatchNorm and a fusable activation, and no graph capture."""
+    return (memory_saving and torch.is_grad_enabled() and bn_is_fusable(norm) and fusable_act(act) is not None
+            and not _is_tracing())
+
+
 def make_conv(in_channels: int,
               out_channels: int,
               kernel_size: int,
@@ -143,8 +150,7 @@ class ConvBNAct(nn.Module):
 
     @torch.jit.unused
     def _memory_saving(self) -> bool:
-        return (self.memory_saving and bn_is_fusable(self.bn) and fusable_act(self.act) is not None
-                and not _is_tracing())
+        return bn_act_saves_memory(self.bn, self.act, self.memory_saving)
 
     @torch.jit.unused
     def _bn_act_memory_saving(self, x: torch.Tensor) -> torch.Tensor:
