@@ -7,7 +7,7 @@ toolbox's own registry. Configs name our components with the prefix: ``mmeffnet.
 ``mmeffnet.CheckedCocoDataset``, ``mmeffnet.RMSpropTF``, ...
 
 ``locations`` are the modules mmengine imports on the first look-up in a registry; they import
-mmengine only. The dataset and transform modules need their toolbox (``mmeffnet.datasets.*``), so
+mmengine only. The dataset, transform and anchor modules need their toolbox (``mmeffnet.datasets.*``), so
 they are not locations: a config imports the one it uses with ``custom_imports``.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -15,6 +15,7 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
+from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
@@ -28,5 +29,7 @@ HOOKS = Registry(
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='mmeffnet')
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='mmeffnet')
 OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, scope='mmeffnet', locations=['mmeffnet.engine'])
+# mmdet builds its heads' anchor generators from the task-utils registries
+TASK_UTILS = Registry('task util', parent=MMENGINE_TASK_UTILS, scope='mmeffnet')
 PARAM_SCHEDULERS = Registry(
     'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, scope='mmeffnet', locations=['mmeffnet.engine'])

@@ -63,6 +63,7 @@ def test_same_padding_matches_tf_formula():
 
 def test_symmetric_and_same_padding_share_weights_but_differ_on_even_inputs():
     same = EfficientNet('b0', padding='same').eval()
+    same.init_weights()  # the TF init: PyTorch's default one makes the deep features vanish
     sym = EfficientNet('b0', padding='symmetric').eval()
     sym.load_state_dict(same.state_dict())
     x = torch.randn(1, 3, 64, 64)
@@ -244,16 +245,21 @@ def test_backbone_is_built_from_the_network_plan(arch, output_stride):
 
 
 def test_tf_initialisation_conv_std_is_sqrt_2_over_fan_out():
-    """init_cfg=None: the TF reference init, conv weights ~ N(0, 2 / fan_out), zero conv biases,
-    unit BN weights; PyTorch's default would give about 0.4 of that std on the depthwise convs."""
+    """init_cfg=None: init_weights() applies the TF reference init, conv weights ~ N(0, 2 / fan_out),
+    zero conv biases, unit BN weights; before it (as in every OpenMMLab module) the weights are
+    PyTorch's defaults, about 0.4 of that std on the depthwise convs."""
+
+    def depthwise_std_ratio(model: nn.Module) -> float:
+        return torch.tensor([
+            m.weight.std().item() / (2. / (m.kernel_size[0]**2))**.5 for m in model.modules()
+            if isinstance(m, nn.Conv2d) and m.groups > 1
+        ]).median().item()
+
     torch.manual_seed(0)
     model = EfficientNet('b0', out_indices=(3, ))
+    assert depthwise_std_ratio(model) < 0.6  # construction draws PyTorch's init, not the TF one
     model.init_weights()
-    ratios = torch.tensor([
-        m.weight.std().item() / (2. / (m.kernel_size[0]**2))**.5 for m in model.modules()
-        if isinstance(m, nn.Conv2d) and m.groups > 1
-    ])
-    assert 0.9 < ratios.median() < 1.1
+    assert 0.9 < depthwise_std_ratio(model) < 1.1
     assert all(m.bias is None or not m.bias.any() for m in model.modules() if isinstance(m, nn.Conv2d))
     assert all(
         bool((m.weight == 1).all() and (m.bias == 0).all()) for m in model.modules() if isinstance(m, nn.BatchNorm2d))

@@ -43,7 +43,7 @@ EXTRA = '''
 model = dict(head=dict(num_classes=6), backbone=dict(norm_cfg=dict(momentum=0.1)))
 param_scheduler = dict(warmup_epochs=1)
 train_cfg = dict(max_epochs=20, val_interval=5)
-randomness = dict(seed=0)  # repeatable on one machine (the thresholds do not rely on it)
+randomness = dict(seed={seed})  # repeatable on one machine (the thresholds do not rely on it)
 train_dataloader['dataset']['pipeline'] = [
     dict(type='mmeffnet.LoadImageWithFallback'),
     dict(type='EfficientNetRandomCrop', scale=img_size, crop_padding=32, interpolation='bicubic',
@@ -55,11 +55,16 @@ train_dataloader['dataset']['pipeline'] = [
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(learning_seed, tmp_path_factory):
     root = tmp_path_factory.mktemp('learn')
     data = write_imagenet(str(root / 'imagenet'), train_per_class=24, val_per_class=6, size=96)
     config = small_imagenet_config(
-        str(root / 'b0_96px.py'), data, img_size=96, batch_size=16, max_epochs=20, extra=EXTRA)
+        str(root / 'b0_96px.py'),
+        data,
+        img_size=96,
+        batch_size=16,
+        max_epochs=20,
+        extra=EXTRA.replace('{seed}', str(learning_seed)))
     work = root / 'work'
     train = run_tool('tools/train.py', config, '--work-dir', str(work), env=ONE_THREAD, timeout=1500)
     return dict(

@@ -10,26 +10,20 @@ Thresholds (bbox mAP@[.5:.95] on the 48 val images, 3 classes):
   iterations (0.374 for seed 0 on an AVX-512 CPU with the stem frozen, 2026-12-01); 0.25 is below
   all of them and still ~80x the untrained AP.
 """
-import re
-
 import pytest
 
-from conftest import run_tool
+from conftest import run_detection_demo
 
 TRAINED_MIN_AP = 0.25
-SUMMARY = re.compile(r'bbox mAP@\[\.5:\.95\] on \d+ val images: untrained (\d\.\d+) -> trained (\d\.\d+)')
-LOSS = re.compile(r'loss \(mean of \d+ iterations\): (\d+\.\d+) at the start -> (\d+\.\d+) at the end')
 
 
 @pytest.mark.slow
-def test_demo_trains_the_recipe_far_above_untrained(tmp_path):
+def test_demo_trains_the_recipe_far_above_untrained(learning_seed, tmp_path):
     out_dir = tmp_path / 'demo'
-    proc = run_tool('tools/demo/detection_demo.py', '--out-dir', str(out_dir), timeout=1800)
-    log = proc.stdout + proc.stderr
-    untrained, trained = (float(v) for v in SUMMARY.search(log).groups())
-    first_loss, last_loss = (float(v) for v in LOSS.search(log).groups())
-    assert untrained <= 0.02, log[-3000:]
-    assert trained >= TRAINED_MIN_AP and trained >= 10 * max(untrained, 1e-3), log[-3000:]
-    assert last_loss < 0.6 * first_loss
+    run = run_detection_demo(out_dir, learning_seed)
+    log = run.log
+    assert run.untrained_ap <= 0.02, log[-3000:]
+    assert run.trained_ap >= TRAINED_MIN_AP and run.trained_ap >= 10 * max(run.untrained_ap, 1e-3), log[-3000:]
+    assert run.last_loss < 0.6 * run.first_loss
     assert 'bbox_mAP_copypaste' in log and '| circle' in log  # the CocoMetric table, per class
     assert (out_dir / 'detections.png').stat().st_size > 0

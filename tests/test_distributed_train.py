@@ -14,12 +14,14 @@ summation order and moves the result. The floor of that is measured, not assumed
 single-process run with the images listed in reverse order (every step sees the same 4 images,
 summed in another order). It is not tiny: the P6/P7 maps of a 64-pixel input are 2x2 and 1x1, so
 the head's BatchNorms normalize 4-16 values, and many BN-bias gradients are near-cancelling sums
-(a constant shift is removed again by the next BN), both of which amplify rounding; measured for
-one step: update difference 0.0037 (2 processes) vs 0.0019 (reversed order). The 2-process run
-must be within 3x the floor. The recipe's own neck and head norms are per-process BN (as in
-mmdet's recipe); that run is far outside, which shows the test would catch unsynchronized
-statistics. The BN running statistics are compared the same way (synchronized statistics update
-them with the 4 images' mean and unbiased variance in every run).
+(a constant shift is removed again by the next BN), both of which amplify rounding. How much
+depends on the initial weights: over 2 steps the floor measured 0.11, 0.02 and 0.13 of the update
+for seeds 0, 1, 2 (and 0.0019 for seed 0 before the backbone's TF initialisation moved into
+``init_weights()``). The 2-process run must be within TOLERANCE x the floor. The recipe's own neck
+and head norms are per-process BN (as in mmdet's recipe); that run must lie beyond TEETH x the
+tolerance, which shows the test would catch unsynchronized statistics (figures at TOLERANCE). The
+BN running statistics are compared the same way (synchronized statistics update them with the 4
+images' mean and unbiased variance in every run).
 """
 import json
 import os
@@ -44,6 +46,10 @@ EQUALITY = {
     'param_scheduler.0.start_factor': '1.0',
     'train_cfg.val_interval': '100',
 }
+# Measured 2026-12-05 (2-core AVX2 EPYC, ``pytest --learning-seed N``), weights, seeds 0, 1, 2: synced /
+# floor 0.95, 1.12, 0.88; per-process / floor 8.8, 50, 7.2. The bounds leave the same 1.8x margin on
+# both sides of the worst seed: synced <= 2 x floor, per-process > 2 x that tolerance.
+TOLERANCE, TEETH = 2.0, 2.0
 ALL_SYNC = {'model.neck.norm_cfg.type': 'SyncBN', 'model.bbox_head.norm_cfg.type': 'SyncBN'}
 
 
@@ -53,7 +59,7 @@ def _free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def _initial_weights(path: str) -> None:
+def _initial_weights(path: str, seed: int) -> None:
     cfg = Config.fromfile(RECIPE)
     cfg.merge_from_dict({
         'model.backbone.init_cfg': None,
@@ -64,7 +70,7 @@ def _initial_weights(path: str) -> None:
     })
     init_default_scope('mmdet')
     from mmdet.registry import MODELS
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.init_weights()
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
@@ -90,11 +96,11 @@ def _reversed_copy(data: str, target: str) -> str:
     return target
 
 
-def test_two_processes_equal_one_process_with_the_double_batch(tmp_path):
+def test_two_processes_equal_one_process_with_the_double_batch(learning_seed, tmp_path):
     data = make_shapes_data(str(tmp_path / 'shapes'), num_train=4, same_boxes=True)
     reversed_data = _reversed_copy(data, str(tmp_path / 'shapes_reversed'))
     init = str(tmp_path / 'init.pth')
-    _initial_weights(init)
+    _initial_weights(init, learning_seed)
 
     def train(name, processes, batch, dataset=data, **extra):
         opts = recipe_overrides(dataset, max_epochs=2, batch_size=batch, extra=dict(EQUALITY, load_from=init, **extra))
@@ -117,6 +123,7 @@ def test_two_processes_equal_one_process_with_the_double_batch(tmp_path):
     recipe_norms, _ = train('two_processes_recipe_norms', 2, 2)
 
     init_state = load_checkpoint(init)['state_dict']
+    failures = []
     for running in (False, True):
         what = 'BN running statistics' if running else 'weights'
         floor = _relative_update_difference(floor_run, reference, init_state, running)
@@ -125,7 +132,11 @@ def test_two_processes_equal_one_process_with_the_double_batch(tmp_path):
         max_abs = max(
             float((synced[k].double() - reference[k].double()).abs().max()) for k in reference
             if reference[k].is_floating_point() and ('running' in k) == running)
-        print(f'{what}: summation-order floor {floor:.3g}, 2 processes synced {synced_diff:.3g} '
+        print(f'{what} (seed {learning_seed}): summation-order floor {floor:.3g}, 2 processes synced {synced_diff:.3g} '
               f'(max abs diff {max_abs:.3g}), per-process neck/head BN {per_process:.3g}')
-        assert synced_diff <= 3 * floor + 1e-7, f'{what}: 2x2 differs from 1x4 by {synced_diff:.3g} (floor {floor:.3g})'
-        assert per_process > 3 * (3 * floor + 1e-7), f'{what}: per-process BN is within tolerance: no teeth'
+        tolerance = TOLERANCE * floor + 1e-7
+        if synced_diff > tolerance:
+            failures.append(f'{what}: 2x2 differs from 1x4 by {synced_diff:.3g} (floor {floor:.3g})')
+        if per_process <= TEETH * tolerance:
+            failures.append(f'{what}: per-process BN ({per_process:.3g}) is within {TEETH}x the tolerance: no teeth')
+    assert not failures, failures

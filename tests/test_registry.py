@@ -24,6 +24,7 @@ REGISTRATIONS = {
     'TRANSFORMS': {'LoadImageWithFallback', 'CheckSegSample'},
     'OPTIMIZERS': {'RMSpropTF'},
     'PARAM_SCHEDULERS': {'TFExponentialDecayLR'},
+    'TASK_UTILS': {'EfficientDetAnchorGenerator'},
 }
 #: The modules a config imports (``custom_imports``) for them; the rest come with their registry's
 #: ``locations``.

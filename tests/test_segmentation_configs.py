@@ -65,6 +65,7 @@ def test_neck_and_head_channels_match_the_backbone_outputs(path):
         with torch.no_grad():
             feats = model.neck(feats)
         channels = [f.shape[1] for f in feats]
+        strides = [64 // f.shape[-1] for f in feats]  # BiFPN adds levels
     for head in _heads(model):
         if isinstance(head.in_index, (list, tuple)):
             assert list(head.in_channels) == [channels[i] for i in head.in_index], type(head).__name__

@@ -16,12 +16,10 @@
 #   tools/demo/detection_demo.py), its 3 classes (bbox_head.num_classes), and no ImageNet
 #   initialisation, since no weights can be downloaded offline (the model trains from scratch).
 _base_ = ['../retinanet_effb3_fpn_crop896_8x4_1x_coco.py']
-from mmeffnet.config.fragments.detection import retinanet_pipelines  # noqa: E402
+from mmeffnet.config.fragments.detection import SHAPES_CLASSES, retinanet_pipelines, shapes_demo_data  # noqa: E402,E501
 
 image_size = (112, 112)
-classes = ('circle', 'square', 'triangle')
-data_root = 'outputs/detection_demo/shapes/'
-metainfo = dict(classes=classes, palette=[(220, 20, 60), (0, 130, 255), (0, 200, 80)])
+classes = SHAPES_CLASSES
 
 model = dict(
     data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=image_size)]),
@@ -29,30 +27,8 @@ model = dict(
     bbox_head=dict(num_classes=len(classes)))
 
 train_pipeline, test_pipeline = retinanet_pipelines(image_size)
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=0),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json', classwise=True)
-test_evaluator = val_evaluator
+train_dataloader, val_dataloader, val_evaluator = shapes_demo_data(train_pipeline, test_pipeline)
+test_dataloader, test_evaluator = val_dataloader, val_evaluator
 
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

@@ -14,9 +14,11 @@ eq. 1, rounds the width to the nearest multiple of 8 (which gives automl's D0, D
 widths), and then applies the released departures listed in ``RELEASED_DEPARTURES``, each with
 the eq. 1 value it replaces. The result for phi = 0..7 is exactly the released D0..D7.
 
-Anchors (official code and effdet): 3 octave scales 2^0, 2^(1/3), 2^(2/3) x 3 aspect ratios, base
-size ``anchor_scale * stride``, ordered scale-major with the ratios (h/w) 1, 0.5, 2 -- automl's
-``(1.0, 1.0), (1.4, 0.7), (0.7, 1.4)`` (w, h) pairs -- so that anchor ``a = octave * 3 + ratio``.
+Anchors (official code and effdet): 3 octave scales 2^0, 2^(1/3), 2^(2/3) x 3 aspects, base size
+``anchor_scale * stride``, ordered octave-major so that anchor ``a = octave * 3 + aspect``. The aspects
+are automl's (width, height) factors ``(1.0, 1.0), (1.4, 0.7), (0.7, 1.4)``: not an area-preserving
+h/w ratio (1.4 x 0.7 = 0.98), which is why ``mmeffnet.EfficientDetAnchorGenerator`` takes them as
+factors instead of mmdet's ``ratios``.
 """
 import math
 from dataclasses import dataclass, replace
@@ -36,7 +38,7 @@ MAX_BACKBONE_PHI = 6  # the paper: D7 keeps D6's backbone, B6
 FUSIONS = ('fast', 'sum')
 #: anchor layout shared by the head's default anchor generator and the effdet converter
 MIN_LEVEL, MAX_LEVEL = 3, 7
-ANCHOR_RATIOS = (1.0, 0.5, 2.0)  # h / w, in the official order
+ANCHOR_ASPECTS = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))  # (width, height) factors, in the official order
 SCALES_PER_OCTAVE = 3
 ANCHOR_STRIDES = tuple(2**level for level in range(MIN_LEVEL, MAX_LEVEL + 1))
 #: the backbone levels (``EfficientNet.out_indices``) the BiFPN reads: strides 8, 16, 32 = P3..P5

@@ -16,8 +16,8 @@ What changes on the way (everything else is a rename):
   ``COCO80_IDS[c] - 1``; the other 10 outputs are dropped. With ``coco80=False`` every class is kept
   in effdet's order (a head fine-tuned on another dataset).
 
-Anchors need no reordering: ``EfficientDetHead``'s default anchor generator lists them in automl's
-scale-major order (``mmeffnet.arch.efficientdet``).
+Anchors need no reordering: ``EfficientDetHead``'s default anchor generator
+(``mmeffnet.EfficientDetAnchorGenerator``) lists automl's anchors in automl's order.
 """
 import re
 from typing import Dict, List, Optional, Tuple
@@ -25,13 +25,13 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..arch import build_network_spec
-from ..arch.efficientdet import (ANCHOR_RATIOS, BACKBONE_LEVELS, EFFICIENTDET_ARCHS, SCALES_PER_OCTAVE,
+from ..arch.efficientdet import (ANCHOR_ASPECTS, BACKBONE_LEVELS, EFFICIENTDET_ARCHS, SCALES_PER_OCTAVE,
                                  resolve_efficientdet_arch)
 from . import from_timm
 from .canonical import ConversionError, infer_arch, to_mmeffnet, with_batch_counters
 
 LAYOUT = 'effdet'
-NUM_ANCHORS = SCALES_PER_OCTAVE * len(ANCHOR_RATIOS)
+NUM_ANCHORS = SCALES_PER_OCTAVE * len(ANCHOR_ASPECTS)
 EFFDET_COCO_CLASSES = 90
 #: the COCO category ids mmdet's CocoDataset uses, in its (contiguous label) order
 COCO80_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33,
@@ -39,6 +39,10 @@ COCO80_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20,
               61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90)
 #: effdet's (ty, tx, th, tw) position of each of mmdet's (dx, dy, dw, dh)
 BOX_ORDER = (1, 0, 3, 2)
+#: the top-level modules of effdet's EfficientDet
+EFFDET_PREFIXES = ('backbone', 'fpn', 'class_net', 'box_net')
+#: what effdet's benches keep beside ``model.*``
+BENCH_BUFFERS = ('anchors.boxes', )
 
 _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 _EXTRA = re.compile(r'^fpn\.resample\.(\d+)\.conv\.(conv|bn)\.(.+)$')
@@ -65,10 +69,25 @@ def box_channel_sources() -> torch.Tensor:
 
 
 def _strip_wrapper(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """effdet's training bench saves ``model.*`` keys; the released files have bare ones."""
-    if state and all(k.startswith('model.') for k in state):
-        return {k[len('model.'):]: v for k, v in state.items()}
+    """effdet's benches (``DetBenchTrain``/``DetBenchPredict``, what its training saves) hold the
+    network as ``model.*`` beside their anchor buffer ``anchors.boxes``; the released files have bare
+    keys. The anchors are dropped: they are computed from the config, not learned, and
+    ``EfficientDetHead``'s anchor generator makes the same ones."""
+    bench = {k: v for k, v in state.items() if k not in BENCH_BUFFERS}
+    if bench and all(k.startswith('model.') for k in bench):
+        return {k[len('model.'):]: v for k, v in bench.items()}
     return state
+
+
+def _check_layout(state: Dict[str, torch.Tensor]) -> None:
+    """Refuse, naming the expected keys, a state dict that is not effdet's EfficientDet at all."""
+    prefixes = sorted({k.split('.')[0] for k in state})
+    missing = [p for p in EFFDET_PREFIXES if p not in prefixes]
+    if missing:
+        expected = ', '.join(f'{p}.*' for p in EFFDET_PREFIXES)
+        raise ConversionError(f'not an effdet EfficientDet state dict: expected {expected} keys (or model.* of an '
+                              f'effdet DetBench), found no {", ".join(missing)} keys; its top-level names are '
+                              f'{prefixes[:8]}' + (' ...' if len(prefixes) > 8 else ''))
 
 
 def _indices(state: Dict[str, torch.Tensor], pattern: str) -> List[int]:
@@ -79,6 +98,7 @@ def describe_effdet(state: Dict[str, torch.Tensor]) -> dict:
     """What the tensors of an effdet state dict say about the network: backbone arch, BiFPN
     width/repeats/fusion, head repeats and classes."""
     state = _strip_wrapper(state)
+    _check_layout(state)
     try:
         backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
         return dict(

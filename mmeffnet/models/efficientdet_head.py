@@ -6,11 +6,12 @@ one's bias starts at the prior probability 0.01). Everything else -- anchors, as
 box coding, NMS -- is mmdet's ``AnchorHead`` machinery.
 
 Defaults follow the official code (google/automl ``hparams_config.py``, ``det_model_fn.py``) and effdet:
-9 anchors per location (octave scales 2^0, 2^(1/3), 2^(2/3) x ratios 1, 0.5, 2, base size 4 x stride,
-centred in their cell, in automl's scale-major order so converted effdet weights need no anchor
-reordering), focal loss gamma 1.5 / alpha 0.25, and Huber box loss delta 0.1 with automl's weight 50
-over 4 x #positives, i.e. ``SmoothL1Loss(beta=0.1, loss_weight=50 * 0.1 / 4)`` under mmdet's
-per-positive averaging (Huber_delta = delta x SmoothL1_beta=delta).
+9 anchors per location (octave scales 2^0, 2^(1/3), 2^(2/3) x automl's (w, h) aspects (1, 1), (1.4, 0.7),
+(0.7, 1.4), base size 4 x stride, centred in their cell, in automl's order so converted effdet weights
+need no anchor reordering: ``mmeffnet.EfficientDetAnchorGenerator``), focal loss gamma 1.5 / alpha
+0.25, and Huber box loss delta 0.1 with automl's weight 50 over 4 x #positives, i.e.
+``SmoothL1Loss(beta=0.1, loss_weight=50 * 0.1 / 4)`` under mmdet's per-positive averaging
+(Huber_delta = delta x SmoothL1_beta=delta).
 
 This module imports mmdet; ``import mmeffnet`` does not import it (detection configs list it in
 ``custom_imports``).
@@ -23,9 +24,9 @@ import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmdet.models.dense_heads import AnchorHead
 
-from ..arch.efficientdet import ANCHOR_RATIOS, ANCHOR_STRIDES, SCALES_PER_OCTAVE
 from ..registry import MODELS
 from .bifpn import separable_conv
+from .efficientdet_anchors import EfficientDetAnchorGenerator  # noqa: F401 (registers the default generator)
 from .layers import bn_act_saves_memory, init_convs_and_norms
 from .memory_saving import batch_norm_act, fusable_act
 
@@ -76,14 +77,7 @@ class EfficientDetHead(AnchorHead):
         self.act_cfg = act_cfg
         self.memory_saving = memory_saving
         if anchor_generator is None:
-            anchor_generator = dict(
-                type='AnchorGenerator',
-                octave_base_scale=anchor_scale,
-                scales_per_octave=SCALES_PER_OCTAVE,
-                ratios=list(ANCHOR_RATIOS),
-                scale_major=False,
-                center_offset=0.5,
-                strides=list(ANCHOR_STRIDES))
+            anchor_generator = dict(type='mmeffnet.EfficientDetAnchorGenerator', anchor_scale=anchor_scale)
         super().__init__(
             num_classes,
             in_channels,

@@ -64,8 +64,9 @@ class EfficientNet(BaseModule):
             handed back NCHW); None decides per device (on for CPU, where it is measured faster).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix='backbone')``
             loads a checkpoint (OpenMMLab, timm, torchvision or lukemelas layout) and raises on any
-            missing, unexpected or mis-shaped key; None keeps the TF reference initialisation
-            applied at construction.
+            missing, unexpected or mis-shaped key; None: ``init_weights()`` applies the TF reference
+            initialisation (convs N(0, 2 / fan_out), unit norms). Until ``init_weights()`` the weights
+            are PyTorch's defaults, as in every OpenMMLab module.
     """
 
     def __init__(self,
@@ -114,9 +115,6 @@ class EfficientNet(BaseModule):
         self.layers = self._build(self.spec.blocks(output_stride, drop_path_rate, drop_path_schedule), options)
         self.level_strides: Tuple[int, ...] = self.spec.level_strides(output_stride)
         self.level_channels: Tuple[int, ...] = self.spec.level_channels
-        # At construction, not in init_weights(): where the TF init draws from the random stream
-        # fixes the seeded weights every learning test's margin was measured with (see issue 19 note).
-        init_tf_style(self)
         self._freeze_stages()
 
     # ---------------------------------------------------------------- construction
@@ -252,4 +250,8 @@ class EfficientNet(BaseModule):
             self._is_init = True
         elif cfg is not None:
             super().init_weights()
-        # init_cfg=None: the TF initialisation was applied at construction.
+        else:
+            # The TF reference initialisation; until init_weights() the weights are PyTorch's defaults,
+            # as for every OpenMMLab module.
+            init_tf_style(self)
+            self._is_init = True
