@@ -1,4 +1,5 @@
 """Shared test fixtures: where the real sample datasets live, and small helpers."""
+import math
 import os
 import os.path as osp
 import re
@@ -60,6 +61,58 @@ def run_tool(*args: str, timeout: int = 900, check: bool = True, env: dict = Non
     if check and proc.returncode != 0:
         raise AssertionError(f'{" ".join(args)} exited {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\n'
                              f'STDERR:\n{proc.stderr[-4000:]}')
+    return proc
+
+
+def tool_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one ``ERROR:`` line a tool ends with on bad input (exit code 2, no traceback)."""
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('ERROR:')]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    return errors[0]
+
+
+#: OpenMP threads spinning while they wait are several times slower on a shared CPU
+QUIET_OMP_ENV = dict(OMP_WAIT_POLICY='PASSIVE')
+#: coco_mini holds a train split only: it serves as val and test too
+COCO_MINI_ANN = 'annotations/instances_train2017.json'
+
+
+def coco_mini_options(split: str, data_root: str) -> list:
+    """``--cfg-options`` that point a COCO config's ``split`` at coco_mini, loaded in the main process."""
+    return [
+        f'{split}_dataloader.dataset.data_root={data_root}/', f'{split}_dataloader.dataset.ann_file={COCO_MINI_ANN}',
+        f'{split}_dataloader.dataset.data_prefix.img=train2017/', f'{split}_dataloader.num_workers=0',
+        f'{split}_dataloader.persistent_workers=False', f'{split}_evaluator.ann_file={data_root}/{COCO_MINI_ANN}'
+    ]
+
+
+def train_two_iterations(config: str, work_dir: str, options: list) -> str:
+    """``tools/train.py config`` with ``--cfg-options options`` (a 2-iteration, one-epoch run in one CPU
+    process); checks that SyncBN became BN and both losses are finite; returns the checkpoint."""
+    proc = run_tool('tools/train.py', config, '--work-dir', str(work_dir), '--cfg-options', *options, env=QUIET_OMP_ENV)
+    log = proc.stdout + proc.stderr
+    assert 'converted to BN' in log  # SyncBN in one CPU process
+    losses = [float(v) for v in re.findall(r'\bloss: (\d+\.\d+)', log)]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses), log[-3000:]
+    ckpt = osp.join(str(work_dir), 'epoch_1.pth')
+    assert osp.isfile(ckpt)
+    return ckpt
+
+
+def run_image_demo(config: str, checkpoint: str, image: str, out: str) -> subprocess.CompletedProcess:
+    """``tools/demo/image_demo.py`` with score threshold 0; checks that it lists the detections
+    ("class score [x1, y1, x2, y2]") and paints boxes into a copy of ``image`` written to ``out``."""
+    import mmcv
+    import numpy as np
+    proc = run_tool(
+        'tools/demo/image_demo.py', image, config, checkpoint, '--out', str(out), '--score-thr', '0', env=QUIET_OMP_ENV)
+    assert f'wrote {out}' in proc.stdout
+    assert re.search(r'^\s+\S.*\s\d\.\d{3}\s+\[', proc.stdout, re.M), proc.stdout
+    drawn, original = mmcv.imread(str(out)), mmcv.imread(image)
+    assert drawn.shape == original.shape
+    assert (np.abs(drawn.astype(int) - original.astype(int)).max(axis=2) > 60).mean() > 0.001  # boxes painted
     return proc
 
 

@@ -239,12 +239,51 @@ def test_cuda_rows_code_dry_run_on_cpu_at_toy_size():
     goal = [t for t, *_ in targets(rows)]
     assert 'cuda-train-b0-fp32: training step no slower than timm (timm time / ours)' in goal
     assert 'cuda-infer-b0-amp: fuse() >= 1.2x faster than unfused (ours / fused)' in goal
-    assert len(goal) == 2 + 2 * 2 and '### Targets (issue 7)' in text
+    assert len(goal) == 2 + 2 * 2 and '### Targets (issues 7 and 20)' in text
     assert 'batch 2, AMP (fp16 autocast) + channels_last input' in text
     # what the AMP rows run: fp16 outputs of a channels_last input under autocast
     task = build_task(
         dict(kind='train', model='ours', arch='b0', size=64, batch=2, device='cpu', amp=True, channels_last=True))
     assert {o.dtype for o in task.forward()} == {torch.float16}
+
+
+def test_efficientdet_rows_time_the_same_network_on_both_sides():
+    """The effdet rows: ours is the D0 config's detector, effdet its ``tf_efficientdet_d0`` with 80
+    classes. effdet's weights convert and load strictly into ours (the same network); a training step
+    of each on the same images and boxes runs and gives a finite loss; the report names
+    the issue's targets for these rows."""
+    pytest.importorskip('effdet')
+    from benchmarking.tasks import build_efficientdet
+    from mmeffnet.converters.from_effdet import convert_effdet
+    ours, theirs = (build_efficientdet(dict(model=m, arch='d0'), train=False) for m in ('ours', 'effdet'))
+    ours.load_state_dict(convert_effdet(theirs.state_dict(), coco80=False), strict=True)
+    for model in ('ours', 'effdet'):
+        task = build_task(dict(kind='effdet-train', model=model, arch='d0', size=512, batch=1))
+        loss = task.forward()
+        assert loss.ndim == 0 and torch.isfinite(loss), model
+        task.step()
+    rows = [
+        Row('effdet-train-d0',
+            't',
+            'train',
+            task='effdet-train',
+            entries=[
+                Entry('ours', 'mmeffnet', 4.0, 8.0, 3.9, peak_bytes=2 * GB),
+                Entry('effdet', 'effdet', 5.0, 10.0, 4.9, peak_bytes=3 * GB)
+            ]),
+        Row('effdet-infer-d0',
+            'i',
+            'infer',
+            task='effdet-infer',
+            entries=[Entry('ours', 'mmeffnet', 0.5, 1.0, 0.5),
+                     Entry('effdet', 'effdet', 0.45, 0.9, 0.45)]),
+    ]
+    goal = {t: status for t, _, _, status in targets(rows)}
+    assert goal == {
+        'effdet-train-d0: training step >= 1.2x faster than effdet (effdet time / ours)': 'met',
+        'effdet-train-d0: training peak memory <= 0.8x effdet (ours / effdet)': 'met',
+        'effdet-infer-d0: no slower than effdet eager (effdet / ours)': 'NOT met',
+    }
 
 
 def test_benchmark_is_tooling_not_part_of_the_package():

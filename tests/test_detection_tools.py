@@ -18,27 +18,16 @@ import mmcv
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, run_tool
+from conftest import (COCO_MINI_ANN, CONFIGS, QUIET_OMP_ENV, coco_mini_options, run_image_demo, run_tool,
+                      tool_error_line, train_two_iterations)
 
 B3 = osp.join(CONFIGS, 'retinanet_effb3_fpn_crop896_8x4_1x_coco.py')
-ANN = 'annotations/instances_train2017.json'  # coco_mini holds a train split only: it serves as val too
 SIZE = 128
 COPYPASTE = re.compile(r'bbox_mAP_copypaste: ((?:-?\d+\.\d+ ?){6})')
 TABLE_ROW = re.compile(r'^\|\s*([a-z][a-z ]*?)\s*\|\s*(nan|\d\.\d+)\s*\|', re.M)
 # pipeline positions in the recipe: train [Load, LoadAnn, RandomResize, RandomCrop, Flip, Pack],
 # test [Load, Resize, ...]
 RANDOM_RESIZE, RANDOM_CROP, RESIZE = 2, 3, 1
-# OpenMP threads spinning while they wait are several times slower on a shared CPU
-ENV = dict(OMP_WAIT_POLICY='PASSIVE')
-
-
-def data_options(split: str, data_root: str) -> list:
-    """--cfg-options that point ``split`` at coco_mini, loaded in the main process."""
-    return [
-        f'{split}_dataloader.dataset.data_root={data_root}/', f'{split}_dataloader.dataset.ann_file={ANN}',
-        f'{split}_dataloader.dataset.data_prefix.img=train2017/', f'{split}_dataloader.num_workers=0',
-        f'{split}_dataloader.persistent_workers=False', f'{split}_evaluator.ann_file={data_root}/{ANN}'
-    ]
 
 
 def train_options(data_root: str) -> list:
@@ -55,7 +44,7 @@ def train_options(data_root: str) -> list:
         f'val_dataloader.dataset.pipeline.{RESIZE}.scale=({SIZE},{SIZE})',
         'default_hooks.checkpoint.interval=1',
         'default_hooks.logger.interval=1',
-    ] + data_options('train', data_root) + data_options('val', data_root)
+    ] + coco_mini_options('train', data_root) + coco_mini_options('val', data_root)
 
 
 def eval_options(data_root: str) -> list:
@@ -63,22 +52,13 @@ def eval_options(data_root: str) -> list:
     return [
         'model.backbone.init_cfg=None', 'model.test_cfg.score_thr=0.0', 'test_evaluator.classwise=True',
         f'test_dataloader.dataset.pipeline.{RESIZE}.scale=({SIZE},{SIZE})'
-    ] + data_options('test', data_root)
+    ] + coco_mini_options('test', data_root)
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, coco_mini) -> str:
     """The checkpoint tools/train.py writes after 2 iterations of the recipe on coco_mini."""
-    work_dir = tmp_path_factory.mktemp('det_train')
-    proc = run_tool(
-        'tools/train.py', B3, '--work-dir', str(work_dir), '--cfg-options', *train_options(coco_mini), env=ENV)
-    log = proc.stdout + proc.stderr
-    assert 'converted to BN' in log  # SyncBN in one CPU process
-    losses = [float(v) for v in re.findall(r'\bloss: (\d+\.\d+)', log)]
-    assert len(losses) == 2 and all(np.isfinite(losses)), log[-3000:]
-    ckpt = work_dir / 'epoch_1.pth'
-    assert ckpt.is_file()
-    return str(ckpt)
+    return train_two_iterations(B3, tmp_path_factory.mktemp('det_train'), train_options(coco_mini))
 
 
 @pytest.fixture(scope='module')
@@ -95,7 +75,7 @@ def tested(tmp_path_factory, coco_mini, trained):
         str(out),
         '--cfg-options',
         *eval_options(coco_mini),
-        env=ENV)
+        env=QUIET_OMP_ENV)
     return proc.stdout + proc.stderr, work_dir, out
 
 
@@ -114,7 +94,7 @@ def test_test_prints_the_coco_bbox_table_for_80_classes(tested, coco_mini):
     assert copypaste, log[-3000:]
     ap = [float(v) for v in copypaste[-1].split()]
     assert len(ap) == 6 and all(-1 <= v <= 1 for v in ap)  # mAP, @50, @75, s, m, l
-    with open(osp.join(coco_mini, ANN)) as f:
+    with open(osp.join(coco_mini, COCO_MINI_ANN)) as f:
         names = [c['name'] for c in json.load(f)['categories']]
     rows = dict(TABLE_ROW.findall(log))
     missing = [n for n in names if n not in rows]
@@ -168,24 +148,10 @@ def test_det_inferencer_runs_the_config_with_the_checkpoint(trained, coco_mini):
 
 def test_image_demo_writes_boxes(trained, coco_mini, tmp_path):
     image = sorted(glob.glob(osp.join(coco_mini, 'train2017', '*.jpg')))[0]
-    out = tmp_path / 'dets.png'
-    proc = run_tool('tools/demo/image_demo.py', image, B3, trained, '--out', str(out), '--score-thr', '0', env=ENV)
-    assert f'wrote {out}' in proc.stdout
-    assert re.search(r'^\s+\S.*\s\d\.\d{3}\s+\[', proc.stdout, re.M), proc.stdout  # "class score [x1, y1, x2, y2]"
+    proc = run_image_demo(B3, trained, image, str(tmp_path / 'dets.png'))
     # mmdet's DetInferencer noise is silenced: the "function" registry scope WARNING
     # (open-mmlab/mmdetection#10386) and LocalVisBackend's missing save_dir
     assert 'registry tree' not in proc.stdout + proc.stderr and 'save_dir' not in proc.stderr, proc.stderr
-    drawn, original = mmcv.imread(str(out)), mmcv.imread(image)
-    assert drawn.shape == original.shape
-    assert (np.abs(drawn.astype(int) - original.astype(int)).max(axis=2) > 60).mean() > 0.001  # boxes painted
-
-
-def _error_line(proc) -> str:
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert 'Traceback' not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('ERROR:')]
-    assert len(errors) == 1, proc.stderr[-2000:]
-    return errors[0]
 
 
 def test_missing_dataset_says_where_it_looked(tmp_path):
@@ -198,8 +164,8 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
         '--cfg-options',
         f'train_dataloader.dataset.data_root={missing}/',
         check=False,
-        env=ENV)
-    line = _error_line(proc)
+        env=QUIET_OMP_ENV)
+    line = tool_error_line(proc)
     assert str(missing) in line and 'does not exist' in line
     assert '--cfg-options train_dataloader.dataset.data_root=' in line  # how to point it elsewhere
 
@@ -208,12 +174,19 @@ def test_bad_annotation_json_names_the_file(tmp_path, coco_mini):
     root = tmp_path / 'coco'
     (root / 'annotations').mkdir(parents=True)
     (root / 'train2017').mkdir()
-    ann = root / ANN
+    ann = root / COCO_MINI_ANN
     ann.write_text('{"images": [], "annotations": [')  # truncated file
     options = train_options(coco_mini) + [f'train_dataloader.dataset.data_root={root}/']
     proc = run_tool(
-        'tools/train.py', B3, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *options, check=False, env=ENV)
-    line = _error_line(proc)
+        'tools/train.py',
+        B3,
+        '--work-dir',
+        str(tmp_path / 'w'),
+        '--cfg-options',
+        *options,
+        check=False,
+        env=QUIET_OMP_ENV)
+    line = tool_error_line(proc)
     assert str(ann) in line and 'not valid JSON' in line
 
 
@@ -228,7 +201,7 @@ def test_evaluator_annotation_file_is_checked_too(coco_mini):
     for split in ('train', 'val'):
         options.update(
             dict(
-                opt.split('=', 1) for opt in data_options(split, coco_mini)
+                opt.split('=', 1) for opt in coco_mini_options(split, coco_mini)
                 if '_evaluator.' not in opt and 'num_workers' not in opt and 'persistent' not in opt))
     cfg.merge_from_dict(options)
     with pytest.raises(
@@ -236,5 +209,5 @@ def test_evaluator_annotation_file_is_checked_too(coco_mini):
             match=r"val evaluator \(CocoMetric\): ann_file "
             r"'data/coco/annotations/instances_val2017.json' does not exist.*val_evaluator.ann_file="):
         check_dataset_paths(cfg, ('train', 'val'))
-    cfg.merge_from_dict({'val_evaluator.ann_file': f'{coco_mini}/{ANN}'})
+    cfg.merge_from_dict({'val_evaluator.ann_file': f'{coco_mini}/{COCO_MINI_ANN}'})
     check_dataset_paths(cfg, ('train', 'val'))

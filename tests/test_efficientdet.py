@@ -27,6 +27,15 @@ from mmeffnet.models.bifpn import BiFPN, MaxPool2dSame, bifpn_nodes
 from mmeffnet.models.efficientdet_head import EfficientDetHead
 from reference_models import real_image
 
+
+@pytest.fixture(autouse=True)
+def _mmdet_scope():
+    """EfficientDetHead builds its anchors, coder and losses from mmdet's registries: run in mmdet's
+    default scope whatever scope an earlier test file left behind."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+
+
 effdet = pytest.importorskip('effdet', reason='effdet==0.4.1 is the reference (requirements/tests.txt)')
 
 # Table 2 of the paper: (#Params in millions, #FLOPs in billions of multiply-adds), 90 COCO classes.
@@ -363,3 +372,33 @@ def test_outputs_equal_effdet(name, size):
                 (our_box[level] - ref_box[level][:, boxes]).abs().max().item()))
     print(f'{name} {size}: max abs diff per level {["%.1e" % d for d in diffs]}')
     assert max(diffs) < MAX_ABS_DIFF, diffs
+
+
+# ---------------------------------------------------------------------------- the class loss
+@pytest.mark.parametrize('reduction,avg_factor', [(None, 123.0), ('none', 123.0), ('sum', None)])
+def test_checkpointed_focal_loss_is_mmdets_bitwise_and_keeps_less(reduction, avg_factor):
+    """mmeffnet.CheckpointedFocalLoss against mmdet's FocalLoss on the path mmdet takes off CUDA
+    (label targets, PyTorch ops): the same loss and gradient, bit for bit, with label weights and
+    avg_factor; autograd keeps the scores instead of ~6 score-sized tensors."""
+    from mmdet.models.losses import FocalLoss
+
+    from mmeffnet.models.focal_loss import CheckpointedFocalLoss
+    torch.manual_seed(0)
+    n, classes = 3000, 80
+    pred = torch.randn(n, classes) * 3
+    labels = torch.randint(0, classes + 1, (n, ))  # classes = background
+    weight = (torch.rand(n) > 0.1).float()
+    results = []
+    for loss_type in (FocalLoss, CheckpointedFocalLoss):
+        loss_fn = loss_type(use_sigmoid=True, gamma=1.5, alpha=0.25, loss_weight=1.0)
+        x = pred.clone().requires_grad_()
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            loss = loss_fn(x, labels, weight, avg_factor=avg_factor, reduction_override=reduction)
+        loss.backward(torch.ones_like(loss))
+        results.append((loss.detach(), x.grad, sum(saved)))
+    (ref, ref_grad, ref_saved), (ours, grad, ours_saved) = results
+    assert torch.equal(ours, ref) and torch.equal(grad, ref_grad)
+    assert ref_saved >= 5 * n * classes and ours_saved <= n * (classes + 2)  # scores, labels, weights
+    with torch.no_grad():  # no gradient: mmdet's call, unchanged
+        assert torch.equal(CheckpointedFocalLoss(gamma=1.5)(pred, labels), FocalLoss(gamma=1.5)(pred, labels))

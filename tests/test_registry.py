@@ -16,8 +16,10 @@ from mmeffnet.models.efficientnet import EfficientNet
 
 #: Every registration mmeffnet makes: registry kind -> names (configs say ``type='mmeffnet.<name>'``).
 REGISTRATIONS = {
-    'MODELS':
-    {'EfficientNet', 'GlooSyncBN', 'EfficientNetClsHead', 'TFExponentialMovingAverage', 'BiFPN', 'EfficientDetHead'},
+    'MODELS': {
+        'EfficientNet', 'GlooSyncBN', 'EfficientNetClsHead', 'TFExponentialMovingAverage', 'BiFPN', 'EfficientDetHead',
+        'CheckpointedFocalLoss'
+    },
     'HOOKS':
     {'SafeCheckpointHook', 'SafeCheckpointLoadingHook', 'NonFiniteLossHook', 'ClsDataCheckHook', 'SegDataCheckHook'},
     'DATASETS': {'CheckedCocoDataset', 'OfflineCIFAR10', 'OfflineCIFAR100'},

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
+from ..converters.from_effdet import describe_efficientdet, describe_variant
 from ..utils import listing
 from .errors import CheckpointMismatchError
 
@@ -36,6 +37,15 @@ def _classifier_hint(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor
             f'{own[key].shape[0]}. To start from its backbone only, set model.backbone.init_cfg='
             "dict(type='Pretrained', checkpoint=<file>, prefix='backbone') and do not load the whole "
             'checkpoint (the transfer configs in configs/classification/ do this)')
+
+
+def efficientdet_mismatch(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor]) -> str:
+    """``'it is an EfficientDet-d1 checkpoint (...), the model is an EfficientDet-d0 (...)'`` when both
+    are EfficientDets of different sizes, else ``''``."""
+    ours, theirs = describe_efficientdet(own), describe_efficientdet(state)
+    if ours is None or theirs is None or ours == theirs:
+        return ''
+    return f'it is an {describe_variant(theirs)} checkpoint, the model is an {describe_variant(ours)}'
 
 
 def check_and_load(model: nn.Module,
@@ -65,7 +75,8 @@ def check_and_load(model: nn.Module,
         arch = getattr(model, 'arch', None)
         if arch is not None:
             msg += f' (arch={arch!r})'
-        msg += ': is it for another arch, or another padding/layout?'
+        variant = efficientdet_mismatch(own, state)
+        msg += f': {variant}' if variant else ': is it for another arch, or another padding/layout?'
         if missing:
             msg += _section('missing keys', missing)
         if unexpected:

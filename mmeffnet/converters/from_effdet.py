@@ -27,7 +27,7 @@ import torch
 from ..arch import build_network_spec
 from ..arch.efficientdet import (ANCHOR_ASPECTS, BACKBONE_LEVELS, EFFICIENTDET_ARCHS, SCALES_PER_OCTAVE,
                                  resolve_efficientdet_arch)
-from . import from_timm
+from . import from_mmpretrain, from_timm
 from .canonical import ConversionError, infer_arch, to_mmeffnet, with_batch_counters
 
 LAYOUT = 'effdet'
@@ -112,17 +112,52 @@ def describe_effdet(state: Dict[str, torch.Tensor]) -> dict:
         raise ConversionError(f'not an effdet EfficientDet state dict: it lacks {exc.args[0]}') from None
 
 
-def effdet_variants(state: Dict[str, torch.Tensor]) -> Tuple[str, ...]:
-    """The released variants (``'d0'``..``'d7'``) with the shapes of ``state``; D6 and D7 share
-    every shape (they differ in input size and anchor scale only), so both are named for either."""
-    found = describe_effdet(state)
+#: keys every mmeffnet EfficientDet state dict has (what ``convert_effdet`` writes, and a detector's
+#: own ``state_dict()``): the first BiFPN node's output conv and the class prediction conv
+_OUR_FPN_NODE = 'neck.cells.0.nodes.0.conv.pointwise.conv.weight'
+_OUR_CLASS_PREDICT = 'bbox_head.conv_cls.pointwise.weight'
+
+
+def describe_efficientdet(state: Dict[str, torch.Tensor]) -> Optional[dict]:
+    """``describe_effdet``'s fields for a state dict in mmeffnet's names (an mmdet detector with
+    mmeffnet's EfficientNet, BiFPN and EfficientDetHead); None when ``state`` is not one."""
+    if _OUR_FPN_NODE not in state or _OUR_CLASS_PREDICT not in state:
+        return None
+    backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    try:
+        arch = infer_arch(from_mmpretrain.to_canonical(backbone))
+    except ConversionError:
+        arch = None
+    return dict(
+        backbone=arch,
+        fpn_channels=int(state[_OUR_FPN_NODE].shape[0]),
+        fpn_repeats=len(_indices(state, r'^neck\.cells\.(\d+)\.')),
+        head_repeats=len(_indices(state, r'^bbox_head\.cls_convs\.(\d+)\.')),
+        fusion='fast' if 'neck.cells.0.nodes.0.weight' in state else 'sum',
+        num_classes=int(state[_OUR_CLASS_PREDICT].shape[0]) // NUM_ANCHORS)
+
+
+def variants_with(sizes: dict) -> Tuple[str, ...]:
+    """The released variants (``'d0'``..``'d7'``) with ``sizes`` (``describe_effdet``'s fields); D6 and
+    D7 share every shape (they differ in input size and anchor scale only), so both are named for either."""
     fields = ('backbone', 'fpn_channels', 'fpn_repeats', 'head_repeats', 'fusion')
-    return tuple(name for name, p in EFFICIENTDET_ARCHS.items() if all(getattr(p, f) == found[f] for f in fields))
+    return tuple(name for name, p in EFFICIENTDET_ARCHS.items() if all(getattr(p, f) == sizes[f] for f in fields))
+
+
+def effdet_variants(state: Dict[str, torch.Tensor]) -> Tuple[str, ...]:
+    """The released variants with the shapes of the effdet state dict ``state``."""
+    return variants_with(describe_effdet(state))
 
 
 def _summary(sizes: dict) -> str:
     return (f'backbone {sizes["backbone"]}, BiFPN {sizes["fpn_channels"]} x {sizes["fpn_repeats"]} '
             f'({sizes["fusion"]} fusion), head depth {sizes["head_repeats"]}')
+
+
+def describe_variant(sizes: dict) -> str:
+    """``'EfficientDet-d1 (backbone b1, BiFPN 88 x 4 (fast fusion), head depth 3, 80 classes)'``."""
+    names = '/'.join(variants_with(sizes)) or '(no released variant)'
+    return f'EfficientDet-{names} ({_summary(sizes)}, {sizes["num_classes"]} classes)'
 
 
 def convert_effdet(state: Dict[str, torch.Tensor],
@@ -137,7 +172,7 @@ def convert_effdet(state: Dict[str, torch.Tensor],
     """
     state = _strip_wrapper(state)
     found = describe_effdet(state)
-    variants = effdet_variants(state)
+    variants = variants_with(found)
     if arch is not None:
         expected = resolve_efficientdet_arch(arch)  # an unknown name lists the valid ones
         if expected.name not in variants:

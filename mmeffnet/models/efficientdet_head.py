@@ -9,7 +9,8 @@ Defaults follow the official code (google/automl ``hparams_config.py``, ``det_mo
 9 anchors per location (octave scales 2^0, 2^(1/3), 2^(2/3) x automl's (w, h) aspects (1, 1), (1.4, 0.7),
 (0.7, 1.4), base size 4 x stride, centred in their cell, in automl's order so converted effdet weights
 need no anchor reordering: ``mmeffnet.EfficientDetAnchorGenerator``), focal loss gamma 1.5 / alpha
-0.25, and Huber box loss delta 0.1 with automl's weight 50 over 4 x #positives, i.e.
+0.25 (mmdet's, as ``mmeffnet.CheckpointedFocalLoss``: off CUDA it keeps less for backward), and Huber
+box loss delta 0.1 with automl's weight 50 over 4 x #positives, i.e.
 ``SmoothL1Loss(beta=0.1, loss_weight=50 * 0.1 / 4)`` under mmdet's per-positive averaging
 (Huber_delta = delta x SmoothL1_beta=delta).
 
@@ -27,6 +28,7 @@ from mmdet.models.dense_heads import AnchorHead
 from ..registry import MODELS
 from .bifpn import separable_conv
 from .efficientdet_anchors import EfficientDetAnchorGenerator  # noqa: F401 (registers the default generator)
+from .focal_loss import CheckpointedFocalLoss  # noqa: F401 (registers the default class loss)
 from .layers import bn_act_saves_memory, init_convs_and_norms
 from .memory_saving import batch_norm_act, fusable_act
 
@@ -65,7 +67,8 @@ class EfficientDetHead(AnchorHead):
                  anchor_generator: Optional[dict] = None,
                  bbox_coder: dict = dict(
                      type='DeltaXYWHBBoxCoder', target_means=(.0, .0, .0, .0), target_stds=(1.0, 1.0, 1.0, 1.0)),
-                 loss_cls: dict = dict(type='FocalLoss', use_sigmoid=True, gamma=1.5, alpha=0.25, loss_weight=1.0),
+                 loss_cls: dict = dict(
+                     type='mmeffnet.CheckpointedFocalLoss', use_sigmoid=True, gamma=1.5, alpha=0.25, loss_weight=1.0),
                  loss_bbox: dict = dict(
                      type='SmoothL1Loss', beta=HUBER_DELTA, loss_weight=AUTOML_BOX_LOSS_WEIGHT * HUBER_DELTA / 4),
                  init_cfg: Optional[dict] = None,

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 from mmengine.config import Config, DictAction
 
-from ..config import check_dataset_paths, swap_sync_bn, toolbox_of
+from ..config import check_dataset_paths, check_neck_fits_backbone, swap_sync_bn, toolbox_of
 from .distributed import prepare_cpu_distributed
 
 
@@ -33,8 +33,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace, splits: tuple) -> Config:
-    """Read the config, apply ``--cfg-options`` and ``--work-dir``, adapt SyncBN to this machine
-    and check that the datasets of ``splits`` exist."""
+    """Read the config, apply ``--cfg-options`` and ``--work-dir``, adapt SyncBN to this machine,
+    check that the neck fits the backbone and that the datasets of ``splits`` exist."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     if not osp.isfile(args.config):
@@ -57,6 +57,7 @@ def load_config(args: argparse.Namespace, splits: tuple) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     swap_sync_bn(cfg, distributed=args.launcher != 'none')
+    check_neck_fits_backbone(cfg)
     check_dataset_paths(cfg, splits)
     return cfg
 

@@ -12,6 +12,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from ..checkpoint import CheckpointMismatchError, check_and_load, is_local_path, read_state_dict
+from ..checkpoint.fitting import efficientdet_mismatch
 
 
 def check_checkpoint_fits(model, path: str, state: Optional[Dict[str, torch.Tensor]] = None) -> None:
@@ -42,10 +43,13 @@ def check_load_from(model, path: str) -> None:
             k not in own or own[k].shape != state[k].shape)
     ]
     if not fitting or backbone_bad:
-        why = (f'none of its {len(state)} tensors fits this {type(model).__name__} by name and shape (its keys '
-               f'look like {", ".join(list(state)[:3])}; the model\'s like {", ".join(list(own)[:3])})'
-               if not fitting else f'its backbone is not this config\'s backbone ({len(backbone_bad)} backbone '
-               f'tensors differ, e.g. {"; ".join(backbone_bad[:3])})')
+        if not fitting:
+            why = (f'none of its {len(state)} tensors fits this {type(model).__name__} by name and shape (its keys '
+                   f'look like {", ".join(list(state)[:3])}; the model\'s like {", ".join(list(own)[:3])})')
+        else:
+            why = (f'its backbone is not this config\'s backbone ({len(backbone_bad)} backbone tensors differ, e.g. '
+                   f'{"; ".join(backbone_bad[:3])})')
+        why = efficientdet_mismatch(own, state) or why
         raise CheckpointMismatchError(
             f'load_from {path}: {why}: it is a checkpoint of another model. Use a checkpoint of this config\'s '
             'model, convert foreign backbone weights (tools/model_converters/convert_efficientnet.py), or load '

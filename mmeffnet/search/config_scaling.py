@@ -5,7 +5,8 @@ What changes, for multipliers ``(depth, width, resolution)``:
 - the backbone's ``arch`` becomes ``dict(width_mult, depth_mult, resolution)``, the config's own
   multipliers times these (channels and repeats are then rounded as the TF release does);
 - every input size of the data pipelines (crops, resizes, pads), of the data preprocessor
-  (``size``, ``BatchFixedSizePad``) and of mmseg's sliding-window ``test_cfg`` is multiplied by the
+  (``size``, ``BatchFixedSizePad``, and a ``pad_size_divisor`` that pads to the square input size,
+  as the EfficientDet configs' does) and of mmseg's sliding-window ``test_cfg`` is multiplied by the
   resolution multiplier and rounded to a multiple of ``size_divisor`` (1 for classification, 32,
   the backbone's output stride, for detection and segmentation);
 - the ``in_channels`` of whatever reads the backbone's features (the neck, or the heads when there
@@ -212,6 +213,18 @@ def _sync_consumers(parent: dict, parent_path: str, new_out: Sequence[int], chan
                 _sync_in_channels(head, f'{parent_path}.{key}{suffix}', new_out, changes)
 
 
+def _pads_to_input_size(cfg: Config) -> bool:
+    """Whether the data preprocessor's ``pad_size_divisor`` is the square training input size: it then
+    pads every image to that size (automl's EfficientDet does), so it scales with the input."""
+    pad = (cfg.model.get('data_preprocessor') or {}).get('pad_size_divisor')
+    if not isinstance(pad, int) or pad <= STRIDE_DIVISOR:
+        return False
+    try:
+        return input_size(cfg) == (pad, pad)
+    except ValueError:  # no fixed training size: nothing to pad to
+        return False
+
+
 def default_size_divisor(cfg: Config) -> int:
     return 1 if toolbox_of(cfg) == 'mmpretrain' else STRIDE_DIVISOR
 
@@ -222,6 +235,7 @@ def scale_config(cfg: Config, mult: Multipliers, size_divisor: Optional[int] = N
         size_divisor = default_size_divisor(cfg)
     if not isinstance(size_divisor, int) or size_divisor < 1:
         raise ValueError(f'size_divisor must be a positive int, got {size_divisor!r}')
+    pads_to_input = _pads_to_input_size(cfg)
     cfg = copy.deepcopy(cfg)
     backbone, parent, path = find_backbone(cfg)
     changes: List[str] = []
@@ -254,6 +268,10 @@ def scale_config(cfg: Config, mult: Multipliers, size_divisor: Optional[int] = N
     if isinstance(model.get('data_preprocessor'), dict):
         _scale_transforms(model.data_preprocessor, 'model.data_preprocessor', factor, size_divisor, changes, unscaled,
                           seen)
+        if pads_to_input:
+            pad = model.data_preprocessor.pad_size_divisor
+            _set(model.data_preprocessor, 'pad_size_divisor', _scale_sizes(pad, factor, size_divisor),
+                 'model.data_preprocessor', changes)
     test_cfg = model.get('test_cfg')
     if isinstance(test_cfg, dict) and test_cfg.get('mode') == 'slide':
         for key in ('crop_size', 'stride'):

@@ -8,8 +8,9 @@
     python tools/analysis/benchmark.py --publish DIR    # put a run made elsewhere (a GPU machine) into docs/
 
 Rows: train (B3 backbone step at 896), infer (B0@224, B3@300, B1@240 batch 1, with onnxruntime),
-detector (the RetinaNet-B3 recipe iteration), cuda (fp32 and AMP + channels_last; skipped
-without a GPU). Writes results.md, results.json and chart.png to --out-dir.
+detector (the RetinaNet-B3 recipe iteration), efficientdet (D0 at 512 and D3 at 896: training
+step and batch-1 inference against effdet's same model), cuda (fp32 and AMP + channels_last;
+skipped without a GPU). Writes results.md, results.json and chart.png to --out-dir.
 
 The parts live in the ``benchmarking`` package beside this file (tools/analysis/benchmarking/);
 the kit for running the CUDA rows on an offline GPU machine in tools/analysis/offline_gpu/.
@@ -19,18 +20,22 @@ import json
 import os
 import os.path as osp
 import sys
+from typing import Iterable, Tuple
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(HERE))
 DOC = osp.join(ROOT, 'docs', 'benchmarks.md')
 DOC_CHART = osp.join(ROOT, 'docs', 'benchmarks.png')
 # the CPU results and the CUDA results (often measured on another machine) each have a block
+# and the EfficientDet rows (against effdet) have their own, so that they can be measured alone
 BLOCKS = {
     'cpu': ('<!-- benchmark-results:start -->', '<!-- benchmark-results:end -->', DOC_CHART),
     'cuda':
-    ('<!-- benchmark-cuda:start -->', '<!-- benchmark-cuda:end -->', osp.join(ROOT, 'docs', 'benchmarks_cuda.png'))
+    ('<!-- benchmark-cuda:start -->', '<!-- benchmark-cuda:end -->', osp.join(ROOT, 'docs', 'benchmarks_cuda.png')),
+    'efficientdet': ('<!-- benchmark-efficientdet:start -->', '<!-- benchmark-efficientdet:end -->',
+                     osp.join(ROOT, 'docs', 'benchmarks_efficientdet.png')),
 }
-ROWS = ('train', 'infer', 'detector', 'cuda')
+ROWS = ('train', 'infer', 'detector', 'efficientdet', 'cuda')
 DEVICES = ('auto', 'cpu', 'cuda')
 
 
@@ -94,10 +99,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def docs_block(kinds) -> str:
-    """The docs block a run's rows go to: 'cuda' when every row is a CUDA row, else 'cpu'."""
-    kinds = list(kinds)
-    return 'cuda' if kinds and all(kind == 'cuda' for kind in kinds) else 'cpu'
+def row_block(kind: str, task: str = '') -> str:
+    """The docs block of one row: 'cuda', 'efficientdet' (the effdet-* tasks) or 'cpu'."""
+    if kind == 'cuda':
+        return 'cuda'
+    return 'efficientdet' if task.startswith('effdet-') else 'cpu'
+
+
+def docs_block(rows: Iterable[Tuple[str, str]]) -> str:
+    """The docs block a published run goes to, from each row's ``(kind, task)``: the rows' own block
+    when they all share one, else 'cpu'."""
+    blocks = {row_block(kind, task) for kind, task in rows}
+    return blocks.pop() if len(blocks) == 1 else 'cpu'
 
 
 def update_docs(text: str, chart: str, block: str = 'cpu') -> None:
@@ -124,7 +137,7 @@ def publish(results_dir: str) -> str:
                                 'finished benchmark run holds results.md, results.json and chart.png)')
     try:
         with open(paths['results.json']) as f:
-            block = docs_block([row['kind'] for row in json.load(f)['rows']])
+            block = docs_block([(row['kind'], row.get('task', '')) for row in json.load(f)['rows']])
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f'--publish {results_dir}: {paths["results.json"]} is not the results.json of a '
                          f'benchmark run (a "rows" list whose rows have a "kind"): {exc!r}') from exc
@@ -190,12 +203,18 @@ def main(argv=None) -> int:
         print('full CPU run: about 20 minutes on a quiet 2-core CPU; progress on stderr', file=sys.stderr)
     rows = run_suite(opts, on_rows=write)
     text = write(rows, final=True)
-    block = docs_block(row.kind for row in rows)
-    if args.write_docs:
-        update_docs(text, chart, block)
+    written = []
+    if args.write_docs:  # each block of docs/benchmarks.md gets its own rows, table and chart
+        for block in BLOCKS:
+            part = [row for row in rows if row_block(row.kind, row.task) == block]
+            if part:
+                part_chart = osp.join(args.out_dir, f'chart_{block}.png')
+                write_chart(part, part_chart)
+                update_docs(markdown(part, info, command.strip()), part_chart, block)
+                written.append(osp.relpath(BLOCKS[block][2], ROOT))
     print(text)
     print(f'\nwritten: {args.out_dir}/results.md, results.json, chart.png' +
-          (f'; {osp.relpath(DOC, ROOT)}, {osp.relpath(BLOCKS[block][2], ROOT)}' if args.write_docs else ''))
+          (f'; {osp.relpath(DOC, ROOT)}, {", ".join(written)}' if written else ''))
     return 0
 
 

@@ -27,6 +27,7 @@ LABELS: Dict[str, str] = {
     'timm-tf': 'timm tf_efficientnet_{arch}',
     'torchvision': 'torchvision efficientnet_{arch}',
     'onnxruntime': 'onnxruntime (mmeffnet fused)',
+    'effdet': 'effdet tf_efficientdet_{arch}',
 }
 
 
@@ -123,7 +124,8 @@ def peer_available(name: str) -> Tuple[bool, str]:
         'timm': 'timm',
         'timm-tf': 'timm',
         'torchvision': 'torchvision',
-        'onnxruntime': 'onnxruntime'
+        'onnxruntime': 'onnxruntime',
+        'effdet': 'effdet',
     }.get(name)
     if module is None:
         return True, ''

@@ -1,6 +1,7 @@
 """The benchmark's outputs: a markdown report (tables with ratios to ours, targets, machine and
 versions, date), a JSON dump of every figure, and a PNG chart of the ratios."""
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -31,9 +32,11 @@ def machine_description() -> Dict[str, str]:
     }
     if torch.cuda.is_available():
         info['gpu'] = torch.cuda.get_device_name()
-    for module in ('mmcv', 'mmdet', 'mmengine', 'timm', 'torchvision', 'onnxruntime'):
+    for module in ('mmcv', 'mmdet', 'mmengine', 'timm', 'torchvision', 'onnxruntime', 'effdet'):
         try:
             info[module] = __import__(module).__version__
+        except AttributeError:  # effdet has no __version__
+            info[module] = importlib.metadata.version(module)
         except Exception:
             info[module] = 'not installed'
     try:
@@ -140,6 +143,14 @@ def targets(rows: List[Row]) -> List[Tuple[str, str, str, str]]:
             add(f'{at}no slower than timm eager (timm / ours)', row.key, 'timm', 'seconds', 'ours', 1.0, True)
             add(f'{at}fuse() >= 1.2x faster than unfused (ours / fused)', row.key, 'ours', 'seconds', 'ours-fused', 1.2,
                 True)
+        elif row.task == 'effdet-train':
+            add(f'{row.key}: training step >= 1.2x faster than effdet (effdet time / ours)', row.key, 'effdet',
+                'seconds', 'ours', 1.2, True)
+            add(f'{row.key}: training peak memory <= 0.8x effdet (ours / effdet)', row.key, 'ours', 'peak_bytes',
+                'effdet', 0.8, False)
+        elif row.task == 'effdet-infer':
+            add(f'{row.key}: no slower than effdet eager (effdet / ours)', row.key, 'effdet', 'seconds', 'ours', 1.0,
+                True)
         elif row.task == 'detector':
             add(f'{at}RetinaNet-B3 iteration >= 1.1x faster (mmdet backbone / ours)', row.key, 'mmdet', 'seconds',
                 'ours', 1.1, True)
@@ -158,7 +169,7 @@ def markdown(rows: List[Row], info: Dict[str, str], command: str) -> str:
     goal = targets(rows)
     if goal:
         lines += [
-            '### Targets (issue 7)', '',
+            '### Targets (issues 7 and 20)', '',
             '"spread" = the middle half (interquartile range) of the same ratio taken round by '
             'round (every round times each model once): how far one comparison moves with the '
             'load of the machine.', '', '| target | measured | spread | |', '|---|---:|---:|---|'

@@ -65,7 +65,7 @@ class Row:
 @dataclass
 class SuiteOptions:
     quick: bool = False
-    rows: tuple = ('train', 'infer', 'detector', 'cuda')
+    rows: tuple = ('train', 'infer', 'detector', 'efficientdet', 'cuda')
     models: Optional[List[str]] = None  # restrict the compared models
     config: str = DEFAULT_CONFIG
     reps: Optional[int] = None
@@ -211,6 +211,46 @@ def detector_row(opts: SuiteOptions) -> Row:
     return row
 
 
+def efficientdet_rows(opts: SuiteOptions) -> List[Row]:
+    """EfficientDet against effdet's same model: a training step (batch 2) and batch-1 inference
+    at the variant's own input size, D0 at 512 and D3 at 896 (--quick: D0 only)."""
+    variants = [('d0', 512)] if opts.quick else [('d0', 512), ('d3', 896)]
+    torch.set_num_threads(opts.all_threads)
+    rows = []
+    for variant, size in variants:
+        name = f'EfficientDet-{variant.upper()}'
+        train = Row(
+            f'effdet-train-{variant}', f'{name} training step (data preprocessing, forward, anchor assignment, '
+            f'losses, backward, SGD step), {size}x{size}, batch 2, {opts.all_threads} threads',
+            'train',
+            task='effdet-train')
+        infer = Row(
+            f'effdet-infer-{variant}', f'{name} inference (class and box maps of P3-P7), {size}x{size}, batch 1, '
+            f'{opts.all_threads} threads',
+            'infer',
+            task='effdet-infer')
+        for row, kind, batch in ((train, 'effdet-train', 2), (infer, 'effdet-infer', 1)):
+            models = _available(['ours', 'effdet'], row, opts.models)
+            specs = {m: dict(kind=kind, model=m, arch=variant, size=size, batch=batch) for m in models}
+            if kind == 'effdet-train':
+                row.notes.append('ours: the config configs/efficientdet/efficientdet_'
+                                 f'{variant}_*.py (mmdet RetinaNet machinery: MaxIoUAssigner, FocalLoss, Huber loss; '
+                                 'SyncBN run as BN); effdet: DetBenchTrain with its anchor labeler; same random '
+                                 'images and boxes, 80 classes.')
+                _measure_row(
+                    row,
+                    specs,
+                    warmup=1,
+                    reps=opts.reps or (3 if size <= 512 else 2),
+                    memory=opts.memory,
+                    saved=True,
+                    threads=opts.all_threads)
+            else:
+                _measure_row(row, specs, warmup=2, reps=opts.reps or (5 if size > 512 else 11), inner=1)
+            rows.append(row)
+    return rows
+
+
 def cuda_cases(opts: SuiteOptions) -> List[Tuple[str, str, int, int]]:
     """(kind, arch, size, batch) of the GPU rows: training step, inference, recipe iteration."""
     train_size = 512 if opts.quick else 896
@@ -301,7 +341,7 @@ def run_suite(opts: SuiteOptions, on_rows: Optional[Callable[[List[Row]], None]]
     rows: List[Row] = []
     start = time.perf_counter()
     steps = [('train', lambda: [train_row(opts)]), ('infer', lambda: infer_rows(opts)),
-             ('detector', lambda: [detector_row(opts)]),
+             ('detector', lambda: [detector_row(opts)]), ('efficientdet', lambda: efficientdet_rows(opts)),
              ('cuda', lambda: cuda_rows(opts, on_rows=(lambda part: on_rows(rows + part)) if on_rows else None))]
     for key, run in steps:
         if key not in opts.rows:

@@ -1,11 +1,13 @@
 """A measured unit of work built from a plain dict, so that the memory probe subprocess can
 rebuild exactly what the timing loop runs.
 
-Spec keys: ``kind`` ('train' | 'infer' | 'detector' | 'onnx'), ``model`` (a key of
-``peers.LABELS``), ``arch``, ``size``, ``batch``, ``device`` ('cpu' | 'cuda'), ``amp`` (autocast
-to :data:`AMP_DTYPE`), ``channels_last`` (feed a channels_last input), ``threads`` (onnxruntime),
+Spec keys: ``kind`` ('train' | 'infer' | 'detector' | 'onnx' | 'effdet-train' | 'effdet-infer'),
+``model`` (a key of ``peers.LABELS``), ``arch`` (an EfficientDet variant, 'd0'..'d7', for the
+effdet kinds), ``size``, ``batch``, ``device`` ('cpu' | 'cuda'), ``amp`` (autocast to
+:data:`AMP_DTYPE`), ``channels_last`` (feed a channels_last input), ``threads`` (onnxruntime),
 ``config`` (detector).
 """
+import logging
 import os.path as osp
 import tempfile
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from .measure import REPO
 from .peers import build_model
 
 
@@ -154,12 +157,22 @@ def _detector_task(spec: dict) -> Task:
                                 lr=1e-4,
                                 momentum=0.9,
                                 weight_decay=1e-4)
-    batch = synthetic_det_batch(spec['batch'], spec['size'])
+    return _optimizer_task(_mmdet_losses(model, synthetic_det_batch(spec['batch'], spec['size']), spec), optimizer)
+
+
+def _mmdet_losses(model: nn.Module, batch: dict, spec: dict) -> Callable[[], torch.Tensor]:
+    """An mmdet detector's summed losses on ``batch``, its data preprocessor included."""
 
     def losses():
         data = model.data_preprocessor(batch, True)
         with _autocast(spec):
             return model.parse_losses(model(**data, mode='loss'))[0]
+
+    return losses
+
+
+def _optimizer_task(losses: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer) -> Task:
+    """A training iteration: ``losses()``, backward, one optimizer step (``losses`` is the forward)."""
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -169,7 +182,96 @@ def _detector_task(spec: dict) -> Task:
     return Task(step, losses)
 
 
-KINDS = {'train': _train_task, 'infer': _infer_task, 'onnx': _onnx_task, 'detector': _detector_task}
+# ------------------------------------------------------------------ EfficientDet against effdet
+def efficientdet_config(variant: str) -> str:
+    """The config file of EfficientDet ``variant`` (configs/efficientdet/efficientdet_d*_coco.py)."""
+    import glob
+    found = glob.glob(osp.join(REPO, 'configs', 'efficientdet', f'efficientdet_{variant}_*.py'))
+    if len(found) != 1:
+        raise FileNotFoundError(f'expected one config for EfficientDet-{variant}, found {found}')
+    return found[0]
+
+
+def build_efficientdet(spec: dict, train: bool) -> nn.Module:
+    """Ours: mmdet's detector from the variant's config (SyncBN run as BN, no download, the official
+    init); effdet: ``tf_efficientdet_<variant>`` with 80 classes, its own (official-style) init,
+    wrapped in ``DetBenchTrain`` (anchor labelling + focal/Huber loss) for training."""
+    if spec['model'] == 'effdet':
+        from effdet import create_model
+        return create_model(
+            f"tf_efficientdet_{spec['arch']}",
+            bench_task='train' if train else '',
+            bench_labeler=True,
+            num_classes=80,
+            pretrained=False,
+            pretrained_backbone=False)
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+
+    import mmeffnet  # noqa: F401
+    from mmeffnet.config import swap_sync_bn
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(efficientdet_config(spec['arch']))
+    swap_sync_bn(cfg, distributed=False)
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    logger = MMLogger.get_current_instance()  # init_weights() logs one INFO line per parameter
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+    return model
+
+
+def _effdet_target(batch: dict) -> dict:
+    """effdet's form of the same boxes: (y1, x1, y2, x2) and 1-based classes."""
+    boxes = [s.gt_instances.bboxes[:, [1, 0, 3, 2]] for s in batch['data_samples']]
+    classes = [s.gt_instances.labels.float() + 1 for s in batch['data_samples']]
+    return dict(bbox=torch.stack(boxes), cls=torch.stack(classes))
+
+
+def _efficientdet_train_task(spec: dict) -> Task:
+    model = build_efficientdet(spec, train=True).to(spec.get('device', 'cpu')).train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+    batch = synthetic_det_batch(spec['batch'], spec['size'])
+    if spec['model'] != 'effdet':
+        return _optimizer_task(_mmdet_losses(model, batch, spec), optimizer)
+    # the normalisation ours does in its data preprocessor
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]))
+    target = _effdet_target(batch)
+
+    def losses():
+        x = (torch.stack(batch['inputs'])[:, [2, 1, 0]].float() - mean) / std
+        return model(x, target)['loss']
+
+    return _optimizer_task(losses, optimizer)
+
+
+def _efficientdet_infer_task(spec: dict) -> Task:
+    """The network's class and box maps of P3-P7 (no box decoding or NMS), as effdet's model returns them."""
+    model = build_efficientdet(spec, train=False).to(spec.get('device', 'cpu')).eval()
+    x = _input(spec)
+    kwargs = {} if spec['model'] == 'effdet' else dict(mode='tensor')
+
+    @torch.inference_mode()
+    def step():
+        model(x, **kwargs)
+
+    return Task(step)
+
+
+KINDS = {
+    'train': _train_task,
+    'infer': _infer_task,
+    'onnx': _onnx_task,
+    'detector': _detector_task,
+    'effdet-train': _efficientdet_train_task,
+    'effdet-infer': _efficientdet_infer_task,
+}
 
 
 def build_task(spec: dict) -> Task:
