@@ -18,21 +18,19 @@ def _our_backbone(model: dict) -> Optional[dict]:
     return backbone if isinstance(backbone, dict) and backbone.get('type') == 'mmeffnet.EfficientNet' else None
 
 
-def _default_out_indices() -> Tuple[int, ...]:
+def _backbone_levels(backbone: dict) -> Optional[Tuple[str, Tuple[int, ...], List[int]]]:
+    """(arch, levels, their channels) an ``mmeffnet.EfficientNet`` config dict outputs, with the
+    constructor's defaults for what it leaves out; None when its arch or out_indices are invalid
+    (the backbone itself reports those when it is built)."""
     from ..models.efficientnet import EfficientNet
-    return inspect.signature(EfficientNet.__init__).parameters['out_indices'].default
-
-
-def backbone_output_channels(backbone: dict) -> Optional[List[int]]:
-    """Channels of the levels an ``mmeffnet.EfficientNet`` config dict outputs, in order; None when
-    its arch or out_indices are invalid (the backbone itself reports those when it is built)."""
-    from ..models.efficientnet import EfficientNet
+    defaults = inspect.signature(EfficientNet.__init__).parameters
+    arch = backbone.get('arch', defaults['arch'].default)
     try:
-        levels = EfficientNet.check_out_indices(backbone.get('out_indices', _default_out_indices()))
-        channels = build_network_spec(backbone.get('arch', 'b0')).level_channels
+        levels = tuple(EfficientNet.check_out_indices(backbone.get('out_indices', defaults['out_indices'].default)))
+        channels = build_network_spec(arch).level_channels
     except (KeyError, ValueError, TypeError):
         return None
-    return [channels[level] for level in levels]
+    return arch, levels, [channels[level] for level in levels]
 
 
 def _archs_with(channels: List[int], levels: Tuple[int, ...]) -> List[str]:
@@ -48,15 +46,13 @@ def check_neck_fits_backbone(cfg: Config) -> None:
     backbone, neck = _our_backbone(model), model.get('neck')
     if backbone is None or not isinstance(neck, dict) or not isinstance(neck.get('in_channels'), (list, tuple)):
         return
-    expected = backbone_output_channels(backbone)
+    outputs = _backbone_levels(backbone)
     given = list(neck['in_channels'])
-    if expected is None or given == expected:
+    if outputs is None or given == outputs[2]:
         return
-    from ..models.efficientnet import EfficientNet
-    levels = EfficientNet.check_out_indices(backbone.get('out_indices', _default_out_indices()))
-    arch = backbone.get('arch', 'b0')
+    arch, levels, expected = outputs
     fitting = _archs_with(given, levels) if len(given) == len(levels) else []
     raise ValueError(f'model.neck ({neck.get("type")}) in_channels={given} do not fit the backbone: EfficientNet '
-                     f'arch={arch!r} with out_indices={tuple(levels)} outputs channels {expected}. Set '
+                     f'arch={arch!r} with out_indices={levels} outputs channels {expected}. Set '
                      f'model.neck.in_channels={expected}' +
                      (f', or use a backbone arch whose levels give {given}: {", ".join(fitting)}' if fitting else ''))

@@ -227,6 +227,16 @@ def build_efficientdet(spec: dict, train: bool) -> nn.Module:
     return model
 
 
+def _preprocessing_of(variant: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What our config's data preprocessor does to a uint8 image batch (channel order, mean, std),
+    so that effdet's step normalises its input the same way."""
+    from mmengine.config import Config
+    pre = Config.fromfile(efficientdet_config(variant)).model.data_preprocessor
+    mean, std = (torch.tensor(pre[k], dtype=torch.float32).view(1, 3, 1, 1) for k in ('mean', 'std'))
+    order = [2, 1, 0] if pre.get('bgr_to_rgb', False) else [0, 1, 2]
+    return lambda images: (images[:, order].float() - mean) / std
+
+
 def _effdet_target(batch: dict) -> dict:
     """effdet's form of the same boxes: (y1, x1, y2, x2) and 1-based classes."""
     boxes = [s.gt_instances.bboxes[:, [1, 0, 3, 2]] for s in batch['data_samples']]
@@ -240,12 +250,11 @@ def _efficientdet_train_task(spec: dict) -> Task:
     batch = synthetic_det_batch(spec['batch'], spec['size'])
     if spec['model'] != 'effdet':
         return _optimizer_task(_mmdet_losses(model, batch, spec), optimizer)
-    # the normalisation ours does in its data preprocessor
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]))
+    normalise = _preprocessing_of(spec['arch'])
     target = _effdet_target(batch)
 
     def losses():
-        x = (torch.stack(batch['inputs'])[:, [2, 1, 0]].float() - mean) / std
+        x = normalise(torch.stack(batch['inputs']))
         return model(x, target)['loss']
 
     return _optimizer_task(losses, optimizer)
