@@ -224,29 +224,71 @@ def test_bifpn_shapes_and_mismatched_backbone():
         BiFPN([40, 112, 320], 64, fusion='attn')
 
 
-def test_memory_saving_changes_no_number():
+def _train_neck_and_head(feats: list, watch=None, **options) -> tuple:
+    """One forward and backward of a small BiFPN + head built with ``options`` (the same weights
+    each call): (outputs, parameter gradients, buffers). ``watch(neck, head)`` may add hooks."""
+    torch.manual_seed(1)
+    neck = BiFPN([40, 112, 320], 32, num_repeats=2, **options)
+    head = EfficientDetHead(num_classes=3, in_channels=32, stacked_convs=2, **options)
+    neck.init_weights()
+    head.init_weights()
+    if watch is not None:
+        watch(neck, head)
+    cls_scores, bbox_preds = head(neck(feats))
+    assert all(o.is_contiguous() for o in cls_scores + bbox_preds)
+    sum(o.square().sum() for o in cls_scores + bbox_preds).backward()
+    return ([o.detach() for o in cls_scores + bbox_preds], [p.grad for p in [*neck.parameters(), *head.parameters()]],
+            [b for b in [*neck.buffers(), *head.buffers()]])
+
+
+def _neck_features() -> list:
     torch.manual_seed(0)
-    feats = [torch.randn(2, c, s, s) for c, s in zip([40, 112, 320], [16, 8, 4])]
-    results = []
-    for saving in (True, False):
-        torch.manual_seed(1)
-        neck = BiFPN([40, 112, 320], 32, num_repeats=2, memory_saving=saving)
-        head = EfficientDetHead(num_classes=3, in_channels=32, stacked_convs=2, memory_saving=saving)
-        neck.init_weights()
-        head.init_weights()
-        cls_scores, bbox_preds = head(neck(feats))
-        sum(o.square().sum() for o in cls_scores + bbox_preds).backward()
-        results.append(
-            ([o.detach() for o in cls_scores + bbox_preds], [p.grad for p in [*neck.parameters(), *head.parameters()]],
-             [b for b in [*neck.buffers(), *head.buffers()]]))
-    (outs, grads, buffers), (ref_outs, ref_grads, ref_buffers) = results
+    return [torch.randn(2, c, s, s) for c, s in zip([40, 112, 320], [16, 8, 4])]
+
+
+def test_memory_saving_changes_no_number():
+    feats = _neck_features()
+    outs, grads, buffers = _train_neck_and_head(feats, memory_saving=True)
+    ref_outs, ref_grads, ref_buffers = _train_neck_and_head(feats, memory_saving=False)
     assert all(torch.equal(a, b) for a, b in zip(outs, ref_outs))
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(grads, ref_grads))
     assert all(torch.allclose(a.float(), b.float()) for a, b in zip(buffers, ref_buffers))
 
 
+def test_channels_last_changes_the_layout_not_the_numbers():
+    """On the CPU the BiFPN and the head run channels_last inside by default (as the backbone does)
+    and hand NCHW back; outputs and gradients equal the NCHW run's to float rounding."""
+    feats = _neck_features()
+    seen = {None: [], False: []}
+
+    def watch_layout(channels_last):
+
+        def record(module, args):
+            if args[0].shape[-2:].numel() > 1:  # a 1x1 map is in both layouts
+                seen[channels_last].append(args[0].is_contiguous(memory_format=torch.channels_last))
+
+        def watch(neck, head):
+            for conv in (neck.cells[1].nodes[0].conv.depthwise, head.cls_convs[1].depthwise):
+                conv.register_forward_pre_hook(record)
+
+        return watch
+
+    outs, grads, _ = _train_neck_and_head(feats, watch_layout(None), channels_last=None)
+    ref_outs, ref_grads, _ = _train_neck_and_head(feats, watch_layout(False), channels_last=False)
+    # a neck node; the head at P3-P6 (P7 is 1x1)
+    assert all(seen[None]) and not any(seen[False]) and len(seen[None]) == 1 + 4
+    for a, b in zip(outs, ref_outs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # gradients: sums over every position in another order, so the bound is relative to each
+    # gradient's largest value (measured <= 1.4e-5), plus a floor for those that are zero in exact
+    # arithmetic (a BN bias whose output the next BN normalises over 2 values: |grad| <= 4e-7)
+    for a, b in zip(grads, ref_grads):
+        assert (a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-6
+
+
 def test_bifpn_exports_with_the_same_outputs():
-    neck = BiFPN([40, 112, 320], 32, num_repeats=1).eval()
+    # a captured graph runs NCHW (runs_channels_last): compared bit for bit with the eager NCHW run
+    neck = BiFPN([40, 112, 320], 32, num_repeats=1, channels_last=False).eval()
     feats = tuple(torch.randn(1, c, h, w) for c, h, w in zip([40, 112, 320], [26, 13, 7], [27, 14, 7]))
     with torch.no_grad():
         eager = neck(feats)

@@ -23,7 +23,7 @@ from mmengine.model import BaseModule
 
 from ..arch.efficientdet import FUSIONS
 from ..registry import MODELS
-from .layers import ConvBNAct, _is_tracing, init_convs_and_norms, make_conv, same_padding
+from .layers import ConvBNAct, _is_tracing, init_convs_and_norms, make_conv, runs_channels_last, same_padding
 
 FUSION_EPS = 1e-4  # automl's epsilon of fast normalized fusion
 
@@ -200,6 +200,8 @@ class BiFPN(BaseModule):
         act_cfg (dict): activation applied to each fused sum. Defaults to SiLU.
         memory_saving (bool): while training, BN (+ activation) keep only the BN input for
             backward (see :mod:`mmeffnet.models.memory_saving`). Defaults to True.
+        channels_last (bool, optional): run NCHW inputs internally in channels_last (outputs are
+            handed back NCHW); None decides per device (on for CPU, where it is measured faster).
         init_cfg (dict, optional): None: ``init_weights()`` applies the official initialisation
             (Glorot uniform convs, unit BN); otherwise mmengine's initialisers.
     """
@@ -213,6 +215,7 @@ class BiFPN(BaseModule):
                  norm_cfg: dict = dict(type='BN', eps=1e-3, momentum=0.01),
                  act_cfg: dict = dict(type='SiLU'),
                  memory_saving: bool = True,
+                 channels_last: Optional[bool] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
         in_channels = [in_channels] if isinstance(in_channels, int) else list(in_channels)
@@ -230,6 +233,7 @@ class BiFPN(BaseModule):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_outs = num_outs
+        self.channels_last = channels_last
         self.extra_levels = nn.ModuleList()
         level_channels = list(in_channels)
         for _ in range(num_outs - len(in_channels)):
@@ -243,12 +247,13 @@ class BiFPN(BaseModule):
     def forward(self, inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         if not _is_tracing():  # a traced graph keeps its shapes; the check would only add warnings
             self._check_inputs(inputs)
-        features = list(inputs)
+        restore_format = runs_channels_last(inputs[0], self.channels_last)
+        features = [x.contiguous(memory_format=torch.channels_last) for x in inputs] if restore_format else list(inputs)
         for extra in self.extra_levels:
             features.append(extra(features[-1]))
         for cell in self.cells:
             features = cell(features)
-        return tuple(features)
+        return tuple(x.contiguous() for x in features) if restore_format else tuple(features)
 
     def _check_inputs(self, inputs: Sequence[torch.Tensor]) -> None:
         got = [int(x.shape[1]) for x in inputs]

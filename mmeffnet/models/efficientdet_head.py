@@ -29,7 +29,7 @@ from ..registry import MODELS
 from .bifpn import separable_conv
 from .efficientdet_anchors import EfficientDetAnchorGenerator  # noqa: F401 (registers the default generator)
 from .focal_loss import CheckpointedFocalLoss  # noqa: F401 (registers the default class loss)
-from .layers import bn_act_saves_memory, init_convs_and_norms
+from .layers import bn_act_saves_memory, init_convs_and_norms, runs_channels_last
 from .memory_saving import batch_norm_act, fusable_act
 
 PRIOR_PROB = 0.01
@@ -49,6 +49,8 @@ class EfficientDetHead(AnchorHead):
         act_cfg (dict): activation after each norm. Defaults to SiLU.
         memory_saving (bool): while training, BN + activation keep only the BN input for
             backward (see :mod:`mmeffnet.models.memory_saving`). Defaults to True.
+        channels_last (bool, optional): run each level's NCHW input internally in channels_last
+            (outputs are handed back NCHW); None decides per device (on for CPU).
         anchor_scale (float): base anchor size over the stride (4; D7: 5). Used to build the
             default anchor generator only.
         anchor_generator, bbox_coder, loss_cls, loss_bbox, train_cfg, test_cfg: as ``AnchorHead``.
@@ -63,6 +65,7 @@ class EfficientDetHead(AnchorHead):
                  norm_cfg: dict = dict(type='BN', eps=1e-3, momentum=0.01),
                  act_cfg: dict = dict(type='SiLU'),
                  memory_saving: bool = True,
+                 channels_last: Optional[bool] = None,
                  anchor_scale: float = 4.0,
                  anchor_generator: Optional[dict] = None,
                  bbox_coder: dict = dict(
@@ -79,6 +82,7 @@ class EfficientDetHead(AnchorHead):
         self.norm_cfg = norm_cfg
         self.act_cfg = act_cfg
         self.memory_saving = memory_saving
+        self.channels_last = channels_last
         if anchor_generator is None:
             anchor_generator = dict(type='mmeffnet.EfficientDetAnchorGenerator', anchor_scale=anchor_scale)
         super().__init__(
@@ -117,7 +121,12 @@ class EfficientDetHead(AnchorHead):
                              f'{list(self.prior_generator.strides)}), got {len(x)}')
         cls_scores, bbox_preds = [], []
         for level, feat in enumerate(x):
+            restore_format = runs_channels_last(feat, self.channels_last)
+            if restore_format:
+                feat = feat.contiguous(memory_format=torch.channels_last)
             cls_score, bbox_pred = self.forward_single(feat, level)
+            if restore_format:
+                cls_score, bbox_pred = cls_score.contiguous(), bbox_pred.contiguous()
             cls_scores.append(cls_score)
             bbox_preds.append(bbox_pred)
         return cls_scores, bbox_preds

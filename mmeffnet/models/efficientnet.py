@@ -8,10 +8,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..arch import HEAD_LEVEL, NUM_LEVELS, ArchParams, NetworkSpec, build_network_spec
 from ..registry import MODELS
-from .layers import PADDING_MODES, ConvBNAct, LayerOptions, MBConv, _is_tracing, init_tf_style
-
-# devices on which an NCHW input runs internally in channels_last by default (measured faster)
-CHANNELS_LAST_DEVICES = ('cpu', )
+from .layers import PADDING_MODES, ConvBNAct, LayerOptions, MBConv, init_tf_style, runs_channels_last
 
 
 def _norm_layer_types() -> tuple:
@@ -195,18 +192,9 @@ class EfficientNet(BaseModule):
         return tuple(outs)
 
     def _use_channels_last(self, x: torch.Tensor) -> bool:
-        """Whether to run an NCHW input internally in channels_last (and hand NCHW back).
-
-        Depthwise convolutions and BatchNorm are 2-3x faster in channels_last on CPU; the
-        input (3 channels) and the returned maps are small, so converting costs little.
-        A channels_last input runs as is and gets channels_last outputs.
-        """
-        if self.channels_last is None:
-            wanted = x.device.type in CHANNELS_LAST_DEVICES
-        else:
-            wanted = self.channels_last
-        return (wanted and x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
-                and not torch.jit.is_scripting() and not _is_tracing())
+        """Whether this input runs internally in channels_last (see ``layers.runs_channels_last``):
+        the input (3 channels) and the returned maps are small, so converting costs little."""
+        return runs_channels_last(x, self.channels_last)
 
     # ---------------------------------------------------------------- training state
     def _freeze_stages(self) -> None:

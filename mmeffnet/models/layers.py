@@ -80,6 +80,20 @@ def _is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
+#: devices on which an NCHW input runs internally in channels_last by default (measured faster)
+CHANNELS_LAST_DEVICES = ('cpu', )
+
+
+def runs_channels_last(x: torch.Tensor, option: Optional[bool]) -> bool:
+    """Whether a module built with ``channels_last=option`` runs the NCHW input ``x`` internally in
+    channels_last (and hands NCHW back). None decides per device: on the CPU depthwise convs and
+    BatchNorm are 2-3x faster in channels_last. A channels_last input runs as it is; graph capture
+    (scripting, tracing, export) keeps NCHW."""
+    wanted = x.device.type in CHANNELS_LAST_DEVICES if option is None else option
+    return (wanted and x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.jit.is_scripting() and not _is_tracing())
+
+
 def _may_overwrite_intermediates() -> bool:
     """Whether an MBConv may write into its own intermediate tensors (the SE product and the
     shortcut sum in place): only when autograd records nothing, so no backward needs the
