@@ -229,17 +229,21 @@ def test_cuda_rows_code_dry_run_on_cpu_at_toy_size():
     assert torch.backends.cudnn.benchmark == cudnn_benchmark  # switched on for the rows only
     assert all('cudnn.benchmark on' in ' '.join(r.notes) for r in rows)
     for row in rows:
-        wanted = {'ours', 'timm'} | ({'ours-fused'} if '-infer-' in row.key else set())
+        policies = {'ours-save-bn-input', 'ours-plain-bn'} if '-train-' in row.key else {'ours-fused'}
+        wanted = {'ours', 'timm'} | policies
         assert {e.model for e in row.entries} == wanted, row.notes
         for e in row.entries:
             assert e.images_per_s == pytest.approx(2 / e.seconds)
     text = markdown(rows, {'date': '2026-12-02 12:00', 'gpu': 'toy'}, 'cmd')
     assert text.count('| model | images/s | x ours (time) |') == 4
-    # the issue's targets, per CUDA row (mmdet left out here, so only the timm and fuse ones)
+    # the issues' targets, per CUDA row (mmdet left out here): timm's and the policy's time for
+    # the training rows, timm's and fuse()'s for the inference rows
     goal = [t for t, *_ in targets(rows)]
     assert 'cuda-train-b0-fp32: training step no slower than timm (timm time / ours)' in goal
+    assert "cuda-train-b0-amp: time of memory='recompute-pointwise' <= 1.05x 'save-bn-input' " \
+           '(ours / ours-save-bn-input)' in goal
     assert 'cuda-infer-b0-amp: fuse() >= 1.2x faster than unfused (ours / fused)' in goal
-    assert len(goal) == 2 + 2 * 2 and '### Targets (issues 7 and 20)' in text
+    assert len(goal) == 4 * 2 and '### Targets (issues 7, 20 and 21)' in text
     assert 'batch 2, AMP (fp16 autocast) + channels_last input' in text
     # what the AMP rows run: fp16 outputs of a channels_last input under autocast
     task = build_task(
@@ -326,11 +330,13 @@ def test_ablations_of_ours_are_constructor_options():
     """The ablation rows build EfficientNet with an option off; no module flag is flipped."""
     from benchmarking.peers import build_model
     plain_bn = build_model('ours-plain-bn', 'b0', 'head')
+    save_bn_input = build_model('ours-save-bn-input', 'b0', 'head')
     nchw = build_model('ours-nchw', 'b0', 'head')
     ours = build_model('ours', 'b0', 'head')
-    assert (plain_bn.memory_saving, plain_bn.channels_last) == (False, None)
-    assert (nchw.memory_saving, nchw.channels_last) == (True, False)
-    assert (ours.memory_saving, ours.channels_last) == (True, None)
+    assert (plain_bn.memory, plain_bn.channels_last) == ('plain', None)
+    assert (save_bn_input.memory, save_bn_input.channels_last) == ('save-bn-input', None)
+    assert (nchw.memory, nchw.channels_last) == ('recompute-pointwise', False)
+    assert (ours.memory, ours.channels_last) == ('recompute-pointwise', None)
     assert build_model('ours-cp', 'b0', 'pyramid').with_cp
     with pytest.raises(ValueError, match=r"unknown model 'ours-typo'; choose from \["):
         build_model('ours-typo', 'b0', 'head')

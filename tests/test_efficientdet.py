@@ -246,10 +246,13 @@ def _neck_features() -> list:
     return [torch.randn(2, c, s, s) for c, s in zip([40, 112, 320], [16, 8, 4])]
 
 
-def test_memory_saving_changes_no_number():
+@pytest.mark.parametrize('memory', ['save-bn-input', 'recompute-pointwise'])
+def test_memory_policy_changes_no_number(memory):
+    """The BiFPN and the head under each memory policy (see tests/test_memory_policies.py): the
+    forward and the running statistics bitwise the plain modules', gradients to float rounding."""
     feats = _neck_features()
-    outs, grads, buffers = _train_neck_and_head(feats, memory_saving=True)
-    ref_outs, ref_grads, ref_buffers = _train_neck_and_head(feats, memory_saving=False)
+    outs, grads, buffers = _train_neck_and_head(feats, memory=memory)
+    ref_outs, ref_grads, ref_buffers = _train_neck_and_head(feats, memory='plain')
     assert all(torch.equal(a, b) for a, b in zip(outs, ref_outs))
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(grads, ref_grads))
     assert all(torch.allclose(a.float(), b.float()) for a, b in zip(buffers, ref_buffers))

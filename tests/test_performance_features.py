@@ -25,7 +25,7 @@ def plain_bn_act(module: nn.Module) -> nn.Module:
     """The reference path: nn.BatchNorm2d then the activation module (memory-saving op off)."""
     for m in module.modules():
         if isinstance(m, ConvBNAct):
-            m.memory_saving = False
+            m.memory = 'plain'
     return module
 
 
@@ -141,7 +141,7 @@ class _RecordBatchNormBackward(TorchDispatchMode):
         self.calls = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten.native_batch_norm_backward.default:
+        if func.overloadpacket is torch.ops.aten.native_batch_norm_backward:  # .default or .out
             self.calls.append([None if a is None else tuple(a.shape) for a in args[3:7]])
         return func(*args, **(kwargs or {}))
 
@@ -192,7 +192,7 @@ def test_backbone_training_under_autocast_equals_plain_path():
 def test_memory_saving_backbone_keeps_less_for_backward_same_gradients():
     torch.manual_seed(0)
     model = EfficientNet('b0', out_indices=(3, ), drop_path_rate=0.).train()
-    ref = EfficientNet('b0', out_indices=(3, ), drop_path_rate=0., memory_saving=False).train()
+    ref = EfficientNet('b0', out_indices=(3, ), drop_path_rate=0., memory='plain').train()
     ref.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 64, 64)
     out = model(x)[0]

@@ -29,8 +29,8 @@ from ..registry import MODELS
 from .bifpn import separable_conv
 from .efficientdet_anchors import EfficientDetAnchorGenerator  # noqa: F401 (registers the default generator)
 from .focal_loss import CheckpointedFocalLoss  # noqa: F401 (registers the default class loss)
-from .layers import bn_act_saves_memory, init_convs_and_norms, runs_channels_last
-from .memory_saving import batch_norm_act, fusable_act
+from .layers import bn_act_saves_memory, init_convs_and_norms, recompute_scope, runs_channels_last
+from .memory_saving import batch_norm_act, check_memory_policy, fusable_act
 
 PRIOR_PROB = 0.01
 HUBER_DELTA, AUTOML_BOX_LOSS_WEIGHT = 0.1, 50.0
@@ -47,8 +47,10 @@ class EfficientDetHead(AnchorHead):
             5 for D6/D7). Defaults to 3.
         norm_cfg (dict): the per-level norm layers. Defaults to BN with eps 1e-3, momentum 0.01.
         act_cfg (dict): activation after each norm. Defaults to SiLU.
-        memory_saving (bool): while training, BN + activation keep only the BN input for
-            backward (see :mod:`mmeffnet.models.memory_saving`). Defaults to True.
+        memory (str): what training keeps for backward, as the backbone's ``memory``:
+            ``'plain'``, ``'save-bn-input'`` (BN + activation keep only the BN input) or
+            ``'recompute-pointwise'`` (that, and the activation outputs the next separable conv
+            reads are rebuilt in backward). Defaults to ``'save-bn-input'``, as the BiFPN's.
         channels_last (bool, optional): run each level's NCHW input internally in channels_last
             (outputs are handed back NCHW); None decides per device (on for CPU).
         anchor_scale (float): base anchor size over the stride (4; D7: 5). Used to build the
@@ -64,7 +66,7 @@ class EfficientDetHead(AnchorHead):
                  stacked_convs: int = 3,
                  norm_cfg: dict = dict(type='BN', eps=1e-3, momentum=0.01),
                  act_cfg: dict = dict(type='SiLU'),
-                 memory_saving: bool = True,
+                 memory: str = 'save-bn-input',
                  channels_last: Optional[bool] = None,
                  anchor_scale: float = 4.0,
                  anchor_generator: Optional[dict] = None,
@@ -81,7 +83,7 @@ class EfficientDetHead(AnchorHead):
         self.stacked_convs = stacked_convs
         self.norm_cfg = norm_cfg
         self.act_cfg = act_cfg
-        self.memory_saving = memory_saving
+        self.memory = check_memory_policy(memory)
         self.channels_last = channels_last
         if anchor_generator is None:
             anchor_generator = dict(type='mmeffnet.EfficientDetAnchorGenerator', anchor_scale=anchor_scale)
@@ -124,7 +126,8 @@ class EfficientDetHead(AnchorHead):
             restore_format = runs_channels_last(feat, self.channels_last)
             if restore_format:
                 feat = feat.contiguous(memory_format=torch.channels_last)
-            cls_score, bbox_pred = self.forward_single(feat, level)
+            with recompute_scope(self.memory):
+                cls_score, bbox_pred = self.forward_single(feat, level)
             if restore_format:
                 cls_score, bbox_pred = cls_score.contiguous(), bbox_pred.contiguous()
             cls_scores.append(cls_score)
@@ -144,7 +147,7 @@ class EfficientDetHead(AnchorHead):
 
     def _norm_act(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
         # the same memory-saving path as ConvBNAct, for a norm that is not tied to one conv
-        if bn_act_saves_memory(norm, self.act, self.memory_saving):
+        if bn_act_saves_memory(norm, self.act, self.memory):
             return batch_norm_act(x, norm, fusable_act(self.act))
         return self.act(norm(x))
 

@@ -55,8 +55,12 @@ class EfficientNet(BaseModule):
         act_cfg (dict, optional): activation; None picks in-place SiLU (ReLU6 for Lite).
         norm_eval (bool): keep every BatchNorm (SyncBN included) in eval mode while training.
         with_cp (bool): non-reentrant gradient checkpointing per MBConv block.
-        memory_saving (bool): while training, BN + activation keep only the BN input for backward
-            (bitwise the same forward; see :mod:`mmeffnet.models.memory_saving`). Defaults to True.
+        memory (str): what training keeps for backward, the forward bitwise the same under each:
+            ``'plain'`` (the modules as they are), ``'save-bn-input'`` (BN + activation keep only
+            the BN input, :mod:`mmeffnet.models.memory_saving`), ``'recompute-pointwise'`` (that,
+            and each MBConv's activation outputs and SE product rebuilt in backward from the kept
+            BN inputs and SE gate, :mod:`mmeffnet.models.recompute`). Defaults to
+            ``'recompute-pointwise'`` (the least memory at the measured cost, docs/benchmarks.md).
         channels_last (bool, optional): run NCHW inputs internally in channels_last (outputs are
             handed back NCHW); None decides per device (on for CPU, where it is measured faster).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix='backbone')``
@@ -79,7 +83,7 @@ class EfficientNet(BaseModule):
                  act_cfg: Optional[dict] = None,
                  norm_eval: bool = False,
                  with_cp: bool = False,
-                 memory_saving: bool = True,
+                 memory: str = 'recompute-pointwise',
                  channels_last: Optional[bool] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
@@ -103,12 +107,12 @@ class EfficientNet(BaseModule):
         self.with_cp = with_cp
         self.padding = padding
         self.output_stride = output_stride
-        self.memory_saving = memory_saving
+        self.memory = memory
         self.channels_last = channels_last
         self.fused = False
         if act_cfg is None:
             act_cfg = dict(type='ReLU6', inplace=True) if self.spec.params.lite else dict(type='SiLU', inplace=True)
-        options = LayerOptions(norm_cfg, act_cfg, padding, with_cp, memory_saving)
+        options = LayerOptions(norm_cfg, act_cfg, padding, with_cp, memory)
         self.layers = self._build(self.spec.blocks(output_stride, drop_path_rate, drop_path_schedule), options)
         self.level_strides: Tuple[int, ...] = self.spec.level_strides(output_stride)
         self.level_channels: Tuple[int, ...] = self.spec.level_channels
@@ -142,7 +146,7 @@ class EfficientNet(BaseModule):
                 padding=options.padding,
                 norm_cfg=options.norm_cfg,
                 act_cfg=options.act_cfg,
-                memory_saving=options.memory_saving)
+                memory=options.memory)
         ])
         for level in range(1, min(last, HEAD_LEVEL - 1) + 1):
             layers.append(nn.Sequential(*(MBConv(b, options) for b in blocks if b.level == level)))
@@ -154,7 +158,7 @@ class EfficientNet(BaseModule):
                     1,
                     norm_cfg=options.norm_cfg,
                     act_cfg=options.act_cfg,
-                    memory_saving=options.memory_saving))
+                    memory=options.memory))
         return layers
 
     # ---------------------------------------------------------------- introspection

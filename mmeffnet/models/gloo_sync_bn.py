@@ -21,6 +21,7 @@ from typing import Optional, Tuple
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..registry import MODELS
@@ -56,40 +57,56 @@ def gather_batch_stats(x: torch.Tensor, group=None) -> Tuple[torch.Tensor, torch
     return mean, var, total
 
 
+def sync_normalize(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], mean: torch.Tensor,
+                   invstd: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(``x_hat``, the affine output) with the synchronized statistics ``mean``, ``invstd``."""
+    x_hat = (x - _as_channels(mean, x)) * _as_channels(invstd, x)
+    out = x_hat
+    if weight is not None:
+        out = out * _as_channels(weight, x)
+    if bias is not None:
+        out = out + _as_channels(bias, x)
+    return x_hat, out
+
+
+def sync_batch_norm_backward(grad_out: torch.Tensor, x_hat: torch.Tensor, weight: Optional[torch.Tensor],
+                             invstd: torch.Tensor, group, needs_weight: bool,
+                             needs_bias: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Gradients of (input, weight, bias) of the synchronized normalization: the per-channel sums
+    of ``dy`` and ``dy * x_hat`` are all-reduced once (with the total count)."""
+    dims = _channel_dims(grad_out)
+    channels = grad_out.shape[1]
+    sum_dy = grad_out.sum(dims)
+    sum_dy_xhat = (grad_out * x_hat).sum(dims)
+    count = grad_out.new_tensor([float(grad_out.numel() // channels if channels else 0)])
+    reduced = torch.cat([sum_dy, sum_dy_xhat, count])
+    dist.all_reduce(reduced, group=group)
+    total = reduced[-1]
+    mean_dy = reduced[:channels] / total
+    mean_dy_xhat = reduced[channels:2 * channels] / total
+    scale = invstd if weight is None else weight * invstd
+    grad_x = _as_channels(scale, grad_out) * (
+        grad_out - _as_channels(mean_dy, grad_out) - x_hat * _as_channels(mean_dy_xhat, grad_out))
+    # the affine parameters' gradients stay local: DDP averages them like any other parameter
+    grad_weight = sum_dy_xhat if weight is not None and needs_weight else None
+    grad_bias = sum_dy if needs_bias else None
+    return grad_x, grad_weight, grad_bias
+
+
 class _SyncBatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, mean, invstd, group):
-        x_hat = (x - _as_channels(mean, x)) * _as_channels(invstd, x)
+        x_hat, out = sync_normalize(x, weight, bias, mean, invstd)
         ctx.save_for_backward(x_hat, weight, invstd)
         ctx.group = group
-        out = x_hat
-        if weight is not None:
-            out = out * _as_channels(weight, x)
-        if bias is not None:
-            out = out + _as_channels(bias, x)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         x_hat, weight, invstd = ctx.saved_tensors
-        dims = _channel_dims(grad_out)
-        channels = grad_out.shape[1]
-        sum_dy = grad_out.sum(dims)
-        sum_dy_xhat = (grad_out * x_hat).sum(dims)
-        count = grad_out.new_tensor([float(grad_out.numel() // channels if channels else 0)])
-        # one all-reduce: the gradient statistics of every process, and the total count
-        reduced = torch.cat([sum_dy, sum_dy_xhat, count])
-        dist.all_reduce(reduced, group=ctx.group)
-        total = reduced[-1]
-        mean_dy = reduced[:channels] / total
-        mean_dy_xhat = reduced[channels:2 * channels] / total
-        scale = invstd if weight is None else weight * invstd
-        grad_x = _as_channels(scale, grad_out) * (
-            grad_out - _as_channels(mean_dy, grad_out) - x_hat * _as_channels(mean_dy_xhat, grad_out))
-        # the affine parameters' gradients stay local: DDP averages them like any other parameter
-        grad_weight = sum_dy_xhat if weight is not None and ctx.needs_input_grad[1] else None
-        grad_bias = sum_dy if ctx.needs_input_grad[2] else None
+        grad_x, grad_weight, grad_bias = sync_batch_norm_backward(grad_out, x_hat, weight, invstd, ctx.group,
+                                                                  ctx.needs_input_grad[1], ctx.needs_input_grad[2])
         return grad_x, grad_weight, grad_bias, None, None, None
 
 
@@ -112,29 +129,58 @@ class GlooSyncBatchNorm(_BatchNorm):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
         self.process_group = process_group
 
+    @classmethod
+    def convert_batch_norm(cls, module: nn.Module, process_group=None) -> nn.Module:
+        """``module`` with every ``nn.BatchNorm2d`` replaced by this layer (parameters, statistics
+        and mode carried over), as ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` does."""
+        if type(module) is nn.BatchNorm2d:
+            device = module.running_mean.device if module.running_mean is not None else None
+            sync = cls(
+                module.num_features,
+                module.eps,
+                module.momentum,
+                module.affine,
+                module.track_running_stats,
+                process_group,
+                device=device)
+            sync.load_state_dict(module.state_dict())
+            for theirs, ours in zip(module.parameters(), sync.parameters()):  # frozen stays frozen
+                ours.requires_grad_(theirs.requires_grad)
+            return sync.train(module.training)
+        for name, child in module.named_children():
+            module.add_module(name, cls.convert_batch_norm(child, process_group))
+        return module
+
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() < 2:
             raise ValueError(f'GlooSyncBatchNorm expects an (N, C, ...) input, got {input.dim()}D')
 
-    def _synchronized(self) -> bool:
+    def synchronized(self) -> bool:
+        """Whether this forward normalizes over all processes (training, more than one)."""
         return (self.training and dist.is_available() and dist.is_initialized()
                 and dist.get_world_size(self.process_group) > 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
-        if not self._synchronized():
+        if not self.synchronized():
             return super().forward(x)
+        mean, invstd = self.synchronized_statistics(x, update_running=True)
+        return _SyncBatchNormFunction.apply(x, self.weight, self.bias, mean, invstd, self.process_group)
+
+    def synchronized_statistics(self, x: torch.Tensor, update_running: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(mean, invstd) of the batch over all processes (one all-gather), and, if
+        ``update_running``, the running statistics and ``num_batches_tracked`` updated as BatchNorm
+        updates them. The statistics are constants to autograd: their gradient is handled by
+        :func:`sync_batch_norm_backward`."""
         momentum = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats and self.num_batches_tracked is not None:
+        if update_running and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative moving average, as in BatchNorm
                 momentum = 1.0 / float(self.num_batches_tracked)
         mean, var, total = gather_batch_stats(x.detach(), self.process_group)
-        # the statistics enter the autograd function as constants; their gradient is handled there
-        if self.track_running_stats:
+        if update_running and self.track_running_stats:
             with torch.no_grad():
                 unbiased = var * (total / (total - 1)) if total > 1 else var
                 self.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
                 self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
-        invstd = torch.rsqrt(var + self.eps)
-        return _SyncBatchNormFunction.apply(x, self.weight, self.bias, mean, invstd, self.process_group)
+        return mean, torch.rsqrt(var + self.eps)

@@ -3,9 +3,10 @@
 Parameter names follow mmpretrain's EfficientNet (``conv``/``bn``, ``expand_conv``,
 ``depthwise_conv``, ``se.conv1``/``se.conv2``, ``linear_conv``), so OpenMMLab checkpoints load as-is.
 """
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, ContextManager, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -14,7 +15,8 @@ import torch.utils.checkpoint as torch_checkpoint
 from mmcv.cnn import build_activation_layer, build_norm_layer
 
 from ..arch import BlockSpec
-from .memory_saving import batch_norm_act, bn_is_fusable, checkpoint_contexts, fusable_act
+from .memory_saving import batch_norm_act, bn_is_fusable, check_memory_policy, checkpoint_contexts, fusable_act
+from .recompute import recompute_pointwise, register_pad, register_product
 
 PADDING_MODES = ('same', 'symmetric')
 
@@ -23,15 +25,20 @@ PADDING_MODES = ('same', 'symmetric')
 class LayerOptions:
     """How every layer of one network is built (the same for all its blocks).
 
-    ``memory_saving``: while training, BN + activation run as one op that keeps only the BN input
-    for backward (:mod:`.memory_saving`); off only to measure what it saves.
-    ``with_cp``: non-reentrant gradient checkpointing per MBConv block.
+    ``memory``: what training keeps for backward (:data:`.memory_saving.MEMORY_POLICIES`):
+    'plain' (the modules as they are), 'save-bn-input' (BN + activation as one op that keeps
+    only the BN input, :mod:`.memory_saving`), 'recompute-pointwise' (that, and each MBConv's
+    activation outputs and SE product rebuilt in backward, :mod:`.recompute`).
+    ``with_cp``: non-reentrant gradient checkpointing per MBConv block (keeps only its input).
     """
     norm_cfg: dict
     act_cfg: dict
     padding: str = 'same'
     with_cp: bool = False
-    memory_saving: bool = True
+    memory: str = 'recompute-pointwise'
+
+    def __post_init__(self):
+        check_memory_policy(self.memory)
 
 
 def same_padding(size: int, kernel_size: int, stride: int, dilation: int) -> Tuple[int, int]:
@@ -59,7 +66,10 @@ class Conv2dSame(nn.Conv2d):
         top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
         left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
         if bottom != top or right != left:
-            x = F.pad(x, (0, right - left, 0, bottom - top))
+            pad = (0, right - left, 0, bottom - top)
+            padded = F.pad(x, pad)
+            register_pad(padded, x, pad)
+            x = padded
         return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
 
     def _forward_traceable(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,11 +113,20 @@ def _may_overwrite_intermediates() -> bool:
     return not torch.is_grad_enabled() and not _is_tracing()
 
 
-def bn_act_saves_memory(norm: Optional[nn.Module], act: Optional[nn.Module], memory_saving: bool) -> bool:
-    """Whether ``act(norm(x))`` runs as the memory-saving op (:func:`batch_norm_act`): asked for,
-    gradients recorded, a plain BatchNorm and a fusable activation, and no graph capture."""
-    return (memory_saving and torch.is_grad_enabled() and bn_is_fusable(norm) and fusable_act(act) is not None
+def bn_act_saves_memory(norm: Optional[nn.Module], act: Optional[nn.Module], memory: str) -> bool:
+    """Whether ``act(norm(x))`` runs as the memory-saving op (:func:`batch_norm_act`): asked for
+    (any ``memory`` policy but 'plain'), gradients recorded, a plain BatchNorm and a fusable
+    activation, and no graph capture."""
+    return (memory != 'plain' and torch.is_grad_enabled() and bn_is_fusable(norm) and fusable_act(act) is not None
             and not _is_tracing())
+
+
+def recompute_scope(memory: str) -> ContextManager:
+    """The :func:`.recompute.recompute_pointwise` scope where ``memory`` asks for it and autograd
+    records (outside graph capture); a null context otherwise."""
+    if memory == 'recompute-pointwise' and torch.is_grad_enabled() and not _is_tracing():
+        return recompute_pointwise()
+    return contextlib.nullcontext()
 
 
 def make_conv(in_channels: int,
@@ -130,8 +149,9 @@ def make_conv(in_channels: int,
 class ConvBNAct(nn.Module):
     """conv -> norm (optional) -> activation (optional), named ``conv``, ``bn``, ``act``.
 
-    With ``memory_saving``, while training with gradients, a plain BatchNorm2d followed by
-    SiLU/ReLU/ReLU6 runs as one op (:func:`batch_norm_act`) that keeps only the BN input for backward.
+    With a ``memory`` policy other than 'plain', while training with gradients, a plain
+    BatchNorm2d followed by SiLU/ReLU/ReLU6 runs as one op (:func:`batch_norm_act`) that keeps
+    only the BN input for backward.
     """
 
     def __init__(self,
@@ -144,9 +164,9 @@ class ConvBNAct(nn.Module):
                  padding: str = 'same',
                  norm_cfg: Optional[dict] = None,
                  act_cfg: Optional[dict] = None,
-                 memory_saving: bool = True):
+                 memory: str = 'recompute-pointwise'):
         super().__init__()
-        self.memory_saving = memory_saving
+        self.memory = check_memory_policy(memory)
         self.conv = make_conv(
             in_channels, out_channels, kernel_size, stride, dilation, groups, bias=norm_cfg is None, padding=padding)
         self.bn = build_norm_layer(norm_cfg, out_channels)[1] if norm_cfg is not None else None
@@ -164,7 +184,7 @@ class ConvBNAct(nn.Module):
 
     @torch.jit.unused
     def _memory_saving(self) -> bool:
-        return bn_act_saves_memory(self.bn, self.act, self.memory_saving)
+        return bn_act_saves_memory(self.bn, self.act, self.memory)
 
     @torch.jit.unused
     def _bn_act_memory_saving(self, x: torch.Tensor) -> torch.Tensor:
@@ -183,7 +203,11 @@ class SqueezeExcite(nn.Module):
     def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``inplace``: write the product into ``x`` (for callers that own ``x``, no autograd)."""
         gate = self.conv2(self.conv1(x.mean((2, 3), keepdim=True)))
-        return x.mul_(gate) if inplace else x * gate
+        if inplace:
+            return x.mul_(gate)
+        out = x * gate
+        register_product(out, x, gate)
+        return out
 
 
 def drop_path_mask(x: torch.Tensor, rate: float) -> torch.Tensor:
@@ -204,13 +228,14 @@ class MBConv(nn.Module):
     def __init__(self, block: BlockSpec, options: LayerOptions):
         super().__init__()
         mid_channels = block.mid_channels
-        norm_cfg, act_cfg, saving = options.norm_cfg, options.act_cfg, options.memory_saving
+        norm_cfg, act_cfg, memory = options.norm_cfg, options.act_cfg, options.memory
         self.has_shortcut = block.has_shortcut
         self.drop_path_rate = block.drop_path_rate
         self.with_cp = options.with_cp
+        self.memory = options.memory
         if block.expand_ratio != 1:
             self.expand_conv = ConvBNAct(
-                block.in_channels, mid_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg, memory_saving=saving)
+                block.in_channels, mid_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg, memory=memory)
         else:
             self.expand_conv = None
         self.depthwise_conv = ConvBNAct(
@@ -223,10 +248,10 @@ class MBConv(nn.Module):
             padding=options.padding,
             norm_cfg=norm_cfg,
             act_cfg=act_cfg,
-            memory_saving=saving)
+            memory=memory)
         self.se = SqueezeExcite(mid_channels, block.se_channels, act_cfg) if block.se_channels else None
         self.linear_conv = ConvBNAct(
-            mid_channels, block.out_channels, 1, norm_cfg=norm_cfg, act_cfg=None, memory_saving=saving)
+            mid_channels, block.out_channels, 1, norm_cfg=norm_cfg, act_cfg=None, memory=memory)
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
         overwrite = _may_overwrite_intermediates()
@@ -243,9 +268,16 @@ class MBConv(nn.Module):
         return out.add_(x) if overwrite else out + x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and x.requires_grad and torch.is_grad_enabled():
+        if not torch.is_grad_enabled() or torch.jit.is_scripting():
+            return self._body(x)
+        if self.with_cp and x.requires_grad:
             return torch_checkpoint.checkpoint(self._body, x, use_reentrant=False, context_fn=checkpoint_contexts)
-        return self._body(x)
+        return self._body_in_memory_scope(x)
+
+    @torch.jit.unused
+    def _body_in_memory_scope(self, x: torch.Tensor) -> torch.Tensor:
+        with recompute_scope(self.memory):
+            return self._body(x)
 
 
 def init_tf_style(module: nn.Module) -> None:

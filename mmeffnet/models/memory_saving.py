@@ -5,12 +5,18 @@ Autograd normally keeps three tensors per conv -> BN -> activation: the BN input
 activation output (kept by the next conv). :class:`BatchNormActFunction` keeps only the BN input
 and the per-channel batch statistics, and recomputes the BN output in backward with one fused
 multiply-add. Forward results are bitwise those of ``act(bn(x))``; gradients agree to float
-rounding (under fp16/bf16 autocast bitwise: the recompute and BatchNorm's own backward run in
-float32 as BatchNorm does, so parameter gradients are float32 sums, not overflowing half ones).
+rounding (under fp16/bf16 autocast the recompute and BatchNorm's own backward run in float32 as
+BatchNorm does, so parameter gradients are float32 sums, not overflowing half ones).
 Used only while training with gradients; eval, export and ``torch.compile`` (whose own
-partitioner recomputes elementwise ops) take the plain module path.
+partitioner recomputes elementwise ops) take the plain module path. Inside a
+:func:`~.recompute.recompute_pointwise` scope the output is registered as a recipe too, so the
+next conv does not keep it either.
+
+The memory policies of the networks (``memory=``): 'plain' (the modules as they are),
+'save-bn-input' (this op), 'recompute-pointwise' (this op and the recipes; the default).
 """
 import contextlib
+import functools
 import threading
 from typing import Iterator, Optional, Tuple
 
@@ -19,7 +25,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .gloo_sync_bn import GlooSyncBatchNorm, sync_batch_norm_backward, sync_normalize
+from .recompute import BNActRecipe, RecipeScope, current_scope, normalize, scale_and_shift
+
 _recompute = threading.local()
+
+MEMORY_POLICIES = ('plain', 'save-bn-input', 'recompute-pointwise')
+
+
+def check_memory_policy(memory: str) -> str:
+    """``memory`` if it is one of :data:`MEMORY_POLICIES`; a ValueError naming them otherwise."""
+    if memory not in MEMORY_POLICIES:
+        raise ValueError(f'memory={memory!r} is not a memory policy; choose one of {MEMORY_POLICIES}')
+    return memory
+
 
 # activation module type -> name understood by the function below
 FUSABLE_ACTS = {nn.SiLU: 'silu', nn.ReLU: 'relu', nn.ReLU6: 'relu6'}
@@ -35,12 +54,22 @@ def _act_(z: torch.Tensor, act: str) -> torch.Tensor:
     return z.clamp_(0., 6.)
 
 
-def _act_backward(grad: torch.Tensor, z: torch.Tensor, act: str) -> torch.Tensor:
+def _act_backward_(grad: torch.Tensor, z: torch.Tensor, act: str) -> torch.Tensor:
+    """The activation's input gradient, written over ``z`` (the rebuilt pre-activation, which
+    nothing reads afterwards): a fresh map costs its page faults, about as much as the pass.
+    Only where the layouts agree: otherwise the layout autograd's kernel would pick (and hence
+    BatchNorm's backward kernel and its rounding) could differ from ``z``'s."""
+    if grad.dtype != z.dtype or grad.shape != z.shape or grad.stride() != z.stride():
+        if act == 'silu':
+            return torch.ops.aten.silu_backward(grad, z)
+        if act == 'relu':
+            return torch.ops.aten.threshold_backward(grad, z, 0.)
+        return torch.ops.aten.hardtanh_backward(grad, z, 0., 6.)
     if act == 'silu':
-        return torch.ops.aten.silu_backward(grad, z)
+        return torch.ops.aten.silu_backward.grad_input(grad, z, grad_input=z)
     if act == 'relu':
-        return torch.ops.aten.threshold_backward(grad, z, 0.)
-    return torch.ops.aten.hardtanh_backward(grad, z, 0., 6.)
+        return torch.ops.aten.threshold_backward.grad_input(grad, z, 0., grad_input=z)
+    return torch.ops.aten.hardtanh_backward.grad_input(grad, z, 0., 6., grad_input=z)
 
 
 class BatchNormActFunction(torch.autograd.Function):
@@ -53,7 +82,7 @@ class BatchNormActFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
                 running_mean: Optional[torch.Tensor], running_var: Optional[torch.Tensor], training: bool,
-                momentum: float, eps: float, act: str) -> torch.Tensor:
+                momentum: float, eps: float, act: str, scope: Optional[RecipeScope]) -> torch.Tensor:
         # Updates running_mean / running_var in place exactly like nn.BatchNorm2d does.
         z, mean, invstd = torch.ops.aten.native_batch_norm(x, weight, bias, running_mean, running_var, training,
                                                            momentum, eps)
@@ -63,6 +92,11 @@ class BatchNormActFunction(torch.autograd.Function):
             invstd = torch.rsqrt(var + eps)
         ctx.save_for_backward(x, weight, bias, mean, invstd, var)
         ctx.training, ctx.eps, ctx.act = training, eps, act
+        if scope is not None:
+            ctx.recipe = BNActRecipe(
+                functools.partial(normalize, x.detach(), *scale_and_shift(weight, bias, mean, invstd)), act)
+        else:
+            ctx.recipe = None
         return _act_(z, act)
 
     @staticmethod
@@ -72,29 +106,58 @@ class BatchNormActFunction(torch.autograd.Function):
         if ctx.act == 'identity':
             grad_z = grad
         else:
-            grad_z = _act_backward(grad, _recompute_bn(x, weight, bias, mean, invstd), ctx.act)
+            if ctx.recipe is not None:  # rebuilt for the output's readers already (or now)
+                z = ctx.recipe.take_pre_activation()
+            else:
+                z = normalize(x, *scale_and_shift(weight, bias, mean, invstd))
+            grad_z = _act_backward_(grad, z, ctx.act)
         needs = ctx.needs_input_grad
         mask = [needs[0], weight is not None and needs[1], bias is not None and needs[2]]
-        # BatchNorm's own backward, as autograd would call it: under autocast it accumulates the
-        # parameter gradients in float32 (a half-precision sum of a scaled loss's gradient overflows)
         if ctx.training:
-            gx, gw, gb = torch.ops.aten.native_batch_norm_backward(grad_z, x, weight, None, None, mean, invstd, True,
-                                                                   ctx.eps, mask)
+            stats = (None, None, mean, invstd)
         else:  # empty saved statistics, as native_batch_norm returns them in eval (CUDA asserts it)
             empty = mean.new_empty(0)
-            gx, gw, gb = torch.ops.aten.native_batch_norm_backward(grad_z, x, weight, mean, var, empty, empty, False,
-                                                                   ctx.eps, mask)
-        return gx, gw, gb, None, None, None, None, None, None
+            stats = (mean, var, empty, empty)
+        # BatchNorm's own backward, as autograd calls it (under autocast its parameter gradients
+        # are float32 sums: a half-precision sum of a scaled loss's gradient overflows). Its out=
+        # variant would take the free ``z`` for the input gradient, but it is the same kernel
+        # plus a copy (measured 15 % slower), so ``z`` is simply let go
+        gx, gw, gb = torch.ops.aten.native_batch_norm_backward(grad_z, x, weight, *stats, ctx.training, ctx.eps, mask)
+        return gx, gw, gb, None, None, None, None, None, None, None
 
 
-def _recompute_bn(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], mean: torch.Tensor,
-                  invstd: torch.Tensor) -> torch.Tensor:
-    """The forward's BatchNorm output again: ``x * scale + shift`` with per-channel float32
-    ``scale``/``shift`` (as BatchNorm itself computes it), rounded to ``x``'s dtype."""
-    scale = invstd if weight is None else invstd * weight
-    shift = -mean * scale if bias is None else bias - mean * scale
-    shape = (1, -1) + (1, ) * (x.dim() - 2)
-    return torch.addcmul(shift.view(shape), x, scale.view(shape)).to(x.dtype)
+class SyncBatchNormActFunction(torch.autograd.Function):
+    """``act(sync_batch_norm(x))`` with statistics already synchronized (:class:`GlooSyncBatchNorm`),
+    saving only ``x``, the parameters and the statistics; the normalized tensor is rebuilt in
+    backward, whose gradient statistics are all-reduced once, as the layer's own backward does."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], mean: torch.Tensor,
+                invstd: torch.Tensor, group, act: str, scope: Optional[RecipeScope]) -> torch.Tensor:
+        z = sync_normalize(x, weight, bias, mean, invstd)[1]
+        ctx.save_for_backward(x, weight, bias, mean, invstd)
+        ctx.group, ctx.act = group, act
+        pre_activation = functools.partial(_sync_pre_activation, x.detach(), weight, bias, mean, invstd)
+        ctx.recipe = BNActRecipe(pre_activation, act) if scope is not None else None
+        return _act_(z, act)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple:
+        x, weight, bias, mean, invstd = ctx.saved_tensors
+        if ctx.act != 'identity':
+            z = ctx.recipe.take_pre_activation() if ctx.recipe is not None else _sync_pre_activation(
+                x, weight, bias, mean, invstd)
+            grad = _act_backward_(grad, z, ctx.act)
+        x_hat = sync_normalize(x, None, None, mean, invstd)[0]
+        needs = ctx.needs_input_grad
+        gx, gw, gb = sync_batch_norm_backward(grad, x_hat, weight, invstd, ctx.group, needs[1], needs[2])
+        return gx, gw, gb, None, None, None, None, None
+
+
+def _sync_pre_activation(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+                         mean: torch.Tensor, invstd: torch.Tensor) -> torch.Tensor:
+    return sync_normalize(x, weight, bias, mean, invstd)[1]
 
 
 def fusable_act(act: Optional[nn.Module]) -> Optional[str]:
@@ -121,11 +184,24 @@ def checkpoint_contexts() -> Tuple[contextlib.AbstractContextManager, contextlib
 
 
 def batch_norm_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: str) -> torch.Tensor:
-    """Memory-saving ``act(bn(x))`` with nn.BatchNorm2d's running-statistics semantics."""
+    """Memory-saving ``act(bn(x))`` with nn.BatchNorm2d's running-statistics semantics; inside a
+    :func:`~.recompute.recompute_pointwise` scope the output is registered as rebuildable."""
+    scope = current_scope()
+    out = _apply_batch_norm_act(x, bn, act, scope)
+    if scope is not None and out.grad_fn is not None:
+        scope.register(out, out.grad_fn.recipe)
+    return out
+
+
+def _apply_batch_norm_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: str, scope: Optional[RecipeScope]) -> torch.Tensor:
+    if isinstance(bn, GlooSyncBatchNorm) and bn.synchronized():
+        # statistics gathered once per forward; a checkpoint's recompute does not update them again
+        mean, invstd = bn.synchronized_statistics(x, update_running=not getattr(_recompute, 'active', False))
+        return SyncBatchNormActFunction.apply(x, bn.weight, bn.bias, mean, invstd, bn.process_group, act, scope)
     use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     momentum = 0. if bn.momentum is None else bn.momentum
     if bn.training and getattr(_recompute, 'active', False):  # checkpoint recompute: no update
-        return BatchNormActFunction.apply(x, bn.weight, bn.bias, None, None, True, momentum, bn.eps, act)
+        return BatchNormActFunction.apply(x, bn.weight, bn.bias, None, None, True, momentum, bn.eps, act, scope)
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         if bn.momentum is None:  # cumulative moving average
@@ -134,9 +210,10 @@ def batch_norm_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: str) -> torch.Tenso
     running_mean = bn.running_mean if update else None
     running_var = bn.running_var if update else None
     return BatchNormActFunction.apply(x, bn.weight, bn.bias, running_mean, running_var, use_batch_stats, momentum,
-                                      bn.eps, act)
+                                      bn.eps, act, scope)
 
 
 def bn_is_fusable(bn: Optional[nn.Module]) -> bool:
-    """Plain BatchNorm2d only: SyncBN must all-reduce its statistics, so it keeps its own path."""
-    return type(bn) is nn.BatchNorm2d
+    """BatchNorm2d and :class:`GlooSyncBatchNorm` (the SyncBN of CPU processes; BatchNorm when not
+    synchronized). torch's and mmcv's CUDA SyncBN keep their own kernels and path."""
+    return type(bn) in (nn.BatchNorm2d, GlooSyncBatchNorm)

@@ -35,7 +35,7 @@ BLOCKS = {
     'efficientdet': ('<!-- benchmark-efficientdet:start -->', '<!-- benchmark-efficientdet:end -->',
                      osp.join(ROOT, 'docs', 'benchmarks_efficientdet.png')),
 }
-ROWS = ('train', 'infer', 'detector', 'efficientdet', 'cuda')
+ROWS = ('train', 'train-syncbn', 'infer', 'detector', 'efficientdet', 'cuda')
 DEVICES = ('auto', 'cpu', 'cuda')
 
 
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     if args.write_docs:  # each block of docs/benchmarks.md gets its own rows, table and chart
         for block in BLOCKS:
             part = [row for row in rows if row_block(row.kind, row.task) == block]
-            if part:
+            if any(row.entries for row in part):  # a skipped block (no GPU) keeps what it had
                 part_chart = osp.join(args.out_dir, f'chart_{block}.png')
                 write_chart(part, part_chart)
                 update_docs(markdown(part, info, command.strip()), part_chart, block)

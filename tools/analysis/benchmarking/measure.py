@@ -129,18 +129,36 @@ def time_interleaved(steps: Dict[str, Callable[[], None]],
     return results
 
 
-def saved_tensor_bytes(forward: Callable[[], object]) -> int:
-    """Bytes of the distinct storages autograd keeps for backward during ``forward()``.
+def _saved_kind(tensor: torch.Tensor) -> str:
+    """What made a tensor autograd keeps, by the node that produced it."""
+    if tensor.grad_fn is None:
+        return 'weights' if tensor.requires_grad else 'inputs, masks'
+    name = type(tensor.grad_fn).__name__
+    if 'Convolution' in name:
+        return 'conv outputs'
+    if name.startswith('Mul'):
+        return 'products (SE; x * sigmoid(x) Swish)'
+    if any(op in name for op in ('BatchNorm', 'Silu', 'Relu', 'Hardtanh', 'Sigmoid')):
+        return 'norm / activation outputs'
+    if 'Pad' in name:
+        return 'padded maps'
+    return 'other'
+
+
+def saved_tensor_breakdown(forward: Callable[[], object]) -> Dict[str, int]:
+    """Bytes of the distinct storages autograd keeps for backward during ``forward()``, by what
+    made them (:func:`_saved_kind`; a storage counts once, under the first tensor saved from it).
 
     Exact and noise-free, but it does not see gradient checkpointing's recomputation (those
     tensors are kept by the checkpoint's own hooks) nor backward's transient buffers: the peak
     memory measurement covers those.
     """
-    storages: Dict[int, int] = {}
+    storages: Dict[int, tuple] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
+        if storage.data_ptr() not in storages:
+            storages[storage.data_ptr()] = (_saved_kind(tensor), storage.nbytes())
         # detached: a node that saves its own output (sigmoid, tanh) would otherwise hold that
         # output with its grad_fn, a C++ reference cycle that leaks the whole graph per call
         return tensor.detach()
@@ -148,7 +166,15 @@ def saved_tensor_bytes(forward: Callable[[], object]) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         out = forward()
     del out
-    return sum(storages.values())
+    kinds: Dict[str, int] = {}
+    for kind, nbytes in storages.values():
+        kinds[kind] = kinds.get(kind, 0) + nbytes
+    return kinds
+
+
+def saved_tensor_bytes(forward: Callable[[], object]) -> int:
+    """Total of :func:`saved_tensor_breakdown`."""
+    return sum(saved_tensor_breakdown(forward).values())
 
 
 def release_freed_memory() -> None:
@@ -182,15 +208,21 @@ def peak_memory_of(step: Callable[[], None], device: str) -> int:
     return (_rss_kib()['VmHWM'] - before) * 1024
 
 
-def peak_memory_subprocess(spec: dict, threads: int, timeout: float = 1800.) -> Optional[int]:
-    """Peak memory growth (bytes) of one step of the task ``spec``, measured in a fresh
-    process (see module docstring); None when the probe failed (its stderr is printed)."""
+def run_probe(probe: str, spec: dict, threads: int, timeout: float = 1800.) -> Optional[dict]:
+    """The result line of ``python -m benchmarking.<probe> '<spec>'`` run in a fresh process
+    (see module docstring); None when the probe failed (its stderr is printed)."""
     python_path = os.pathsep.join(PROBE_PATH + tuple(filter(None, [os.environ.get('PYTHONPATH')])))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=python_path, **MALLOC_ENV)
-    cmd = [sys.executable, '-m', f'{__package__}.memprobe', json.dumps(spec)]
+    cmd = [sys.executable, '-m', f'{__package__}.{probe}', json.dumps(spec)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith('{'):
-            return json.loads(line)['peak_bytes']
-    print(f'memory probe failed for {spec}:\n{proc.stderr[-2000:]}', file=sys.stderr)
+            return json.loads(line)
+    print(f'{probe} failed for {spec}:\n{proc.stderr[-2000:]}', file=sys.stderr)
     return None
+
+
+def peak_memory_subprocess(spec: dict, threads: int, timeout: float = 1800.) -> Optional[int]:
+    """Peak memory growth (bytes) of one step of the task ``spec``, measured in a fresh process."""
+    result = run_probe('memprobe', spec, threads, timeout)
+    return None if result is None else result['peak_bytes']

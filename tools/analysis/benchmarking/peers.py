@@ -21,7 +21,8 @@ LABELS: Dict[str, str] = {
     'ours-fused': 'mmeffnet fuse() (deploy)',
     'ours-cp': 'mmeffnet with_cp=True',
     'ours-nchw': 'mmeffnet, channels_last off',
-    'ours-plain-bn': 'mmeffnet, memory-saving BN+act off',
+    'ours-save-bn-input': "mmeffnet, memory='save-bn-input'",
+    'ours-plain-bn': "mmeffnet, memory='plain'",
     'mmdet': 'mmdet 3.3 EfficientNet',
     'timm': 'timm efficientnet_{arch}',
     'timm-tf': 'timm tf_efficientnet_{arch}',
@@ -61,7 +62,8 @@ OURS_OPTIONS: Dict[str, dict] = {
     'ours-fused': {},
     'ours-cp': dict(with_cp=True),
     'ours-nchw': dict(channels_last=False),
-    'ours-plain-bn': dict(memory_saving=False),
+    'ours-save-bn-input': dict(memory='save-bn-input'),
+    'ours-plain-bn': dict(memory='plain'),
 }
 
 

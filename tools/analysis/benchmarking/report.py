@@ -92,6 +92,24 @@ def _row_table(row: Row) -> List[str]:
     return lines
 
 
+def _saved_kinds_table(row: Row) -> List[str]:
+    """What each model keeps for backward, by what made it (``measure.saved_tensor_breakdown``)."""
+    entries = [e for e in row.entries if e.saved_by_kind]
+    if not entries:
+        return []
+    kinds = sorted({k
+                    for e in entries
+                    for k in e.saved_by_kind},
+                   key=lambda k: -max(e.saved_by_kind.get(k, 0) for e in entries))
+    lines = [
+        '', 'Saved for backward by what made it (GB):', '', '| model | ' + ' | '.join(kinds) + ' |',
+        '|---|' + '---:|' * len(kinds)
+    ]
+    for e in entries:
+        lines.append(f'| {e.label} | ' + ' | '.join(_gb(e.saved_by_kind.get(k, 0)) for k in kinds) + ' |')
+    return lines
+
+
 def _spread(a: Entry, b: Entry) -> Optional[Tuple[float, float]]:
     """Quartiles (Q1, Q3) of ``a``'s time divided by ``b``'s in the same round: how much the
     comparison moves from round to round; None with fewer than 4 paired rounds."""
@@ -139,6 +157,15 @@ def targets(rows: List[Row]) -> List[Tuple[str, str, str, str]]:
                 'peak_bytes', 'mmdet', 0.25, False)
             add(f'{at}  time cost of with_cp (ours with_cp / ours)', row.key, 'ours-cp', 'seconds', 'ours',
                 float('inf'), False)
+            add(f'{at}training peak memory <= 0.45x mmdet (issue 21; ours / mmdet)', row.key, 'ours', 'peak_bytes',
+                'mmdet', 0.45, False)
+            add(f'{at}training peak memory <= 0.6x timm (issue 21; ours / timm)', row.key, 'ours', 'peak_bytes', 'timm',
+                0.6, False)
+            add(f"{at}time of memory='recompute-pointwise' <= 1.05x 'save-bn-input' (ours / ours-save-bn-input)",
+                row.key, 'ours', 'seconds', 'ours-save-bn-input', 1.05, False)
+        elif row.task == 'train-syncbn':
+            add('train-syncbn: peak memory per process <= 0.6x mmdet (ours / mmdet, both GlooSyncBN)', row.key, 'ours',
+                'peak_bytes', 'mmdet', 0.6, False)
         elif row.task == 'infer':
             add(f'{at}no slower than timm eager (timm / ours)', row.key, 'timm', 'seconds', 'ours', 1.0, True)
             add(f'{at}fuse() >= 1.2x faster than unfused (ours / fused)', row.key, 'ours', 'seconds', 'ours-fused', 1.2,
@@ -156,6 +183,8 @@ def targets(rows: List[Row]) -> List[Tuple[str, str, str, str]]:
                 'ours', 1.1, True)
             add(f'{at}RetinaNet-B3 peak memory <= 0.85x (ours / mmdet backbone)', row.key, 'ours', 'peak_bytes',
                 'mmdet', 0.85, False)
+            add(f'{at}RetinaNet-B3 peak memory <= 0.55x (issue 21; ours / mmdet backbone)', row.key, 'ours',
+                'peak_bytes', 'mmdet', 0.55, False)
     return out
 
 
@@ -169,7 +198,7 @@ def markdown(rows: List[Row], info: Dict[str, str], command: str) -> str:
     goal = targets(rows)
     if goal:
         lines += [
-            '### Targets (issues 7 and 20)', '',
+            '### Targets (issues 7, 20 and 21)', '',
             '"spread" = the middle half (interquartile range) of the same ratio taken round by '
             'round (every round times each model once): how far one comparison moves with the '
             'load of the machine.', '', '| target | measured | spread | |', '|---|---:|---:|---|'
@@ -180,6 +209,7 @@ def markdown(rows: List[Row], info: Dict[str, str], command: str) -> str:
         lines += [f'### {row.title}', '']
         if row.entries:
             lines += _row_table(row)
+            lines += _saved_kinds_table(row)
         b1 = row.entry('ours') if row.key.startswith('infer-b1') else None
         if b1 is not None:
             lines += [

@@ -5,6 +5,7 @@ memory of training rows comes from a fresh subprocess per model. A peer whose pa
 import is skipped with a note, as are the CUDA rows without a GPU.
 """
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -12,17 +13,19 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from .measure import (REPO, peak_memory_of, peak_memory_subprocess, release_freed_memory, saved_tensor_bytes,
-                      time_interleaved)
+from .measure import (REPO, peak_memory_of, peak_memory_subprocess, release_freed_memory, run_probe,
+                      saved_tensor_breakdown, time_interleaved)
 from .peers import label, peer_available
 from .tasks import build_task
 
 DEFAULT_CONFIG = os.path.join(REPO, 'configs', 'retinanet_effb3_fpn_crop896_8x4_1x_coco.py')
 # channels_last's gain is measured by the inference rows (ours-nchw); kept out of the training row
 # so that the full CPU run stays within about 20 minutes on 2 cores
-TRAIN_MODELS = ['ours', 'ours-cp', 'ours-plain-bn', 'mmdet', 'timm', 'timm-tf', 'torchvision']
+TRAIN_MODELS = ['ours', 'ours-cp', 'ours-save-bn-input', 'ours-plain-bn', 'mmdet', 'timm', 'timm-tf', 'torchvision']
 INFER_MODELS = ['ours', 'ours-fused', 'ours-nchw', 'mmdet', 'timm', 'timm-tf', 'torchvision']
 CUDA_MODELS = ['ours', 'mmdet', 'timm', 'timm-tf', 'torchvision']
+# the training rows on a GPU also report max_memory_allocated under the other memory policies (issue 21)
+CUDA_MEMORY_POLICIES = ['ours-save-bn-input', 'ours-plain-bn']
 # ablations whose point is time only: no peak-memory subprocess (it would add ~20 s per model)
 NO_MEMORY_PROBE = ('ours-nchw', )
 PAPER_B1_LATENCY_S = 0.098  # Table 4: EfficientNet-B1, batch 1, one Xeon E5-2690 core
@@ -38,6 +41,7 @@ class Entry:
     faults_per_call: Optional[float] = None  # median minor page faults per iteration
     peak_bytes: Optional[int] = None
     saved_bytes: Optional[int] = None
+    saved_by_kind: Dict[str, int] = field(default_factory=dict)  # measure.saved_tensor_breakdown
     images_per_s: Optional[float] = None
     # wall clock per iteration of every timed round, in round order: the rounds of one row are
     # paired (each runs every model once), so per-round ratios show the round-to-round spread
@@ -65,7 +69,7 @@ class Row:
 @dataclass
 class SuiteOptions:
     quick: bool = False
-    rows: tuple = ('train', 'infer', 'detector', 'efficientdet', 'cuda')
+    rows: tuple = ('train', 'train-syncbn', 'infer', 'detector', 'efficientdet', 'cuda')
     models: Optional[List[str]] = None  # restrict the compared models
     config: str = DEFAULT_CONFIG
     reps: Optional[int] = None
@@ -113,7 +117,8 @@ def _measure_row(row: Row,
             timing.faults_median,
             walls=list(timing.wall))
         if saved and task.forward is not None:
-            entry.saved_bytes = saved_tensor_bytes(task.forward)
+            entry.saved_by_kind = saved_tensor_breakdown(task.forward)
+            entry.saved_bytes = sum(entry.saved_by_kind.values())
         if memory and device.startswith('cuda') and name not in NO_MEMORY_PROBE:
             entry.peak_bytes = peak_memory_of(task.step, device)
         if row.kind == 'cuda':
@@ -147,6 +152,36 @@ def train_row(opts: SuiteOptions) -> Row:
         memory=opts.memory,
         saved=True,
         threads=opts.all_threads)
+    return row
+
+
+SYNC_BN_MODELS = ['ours', 'ours-save-bn-input', 'mmdet']
+
+
+def sync_bn_train_row(opts: SuiteOptions) -> Row:
+    """The training row with SyncBN on CPU: 2 gloo processes x batch 1, every BatchNorm a
+    GlooSyncBatchNorm (what SyncBN configs get in CPU-distributed runs), one thread each; peak
+    memory growth per process, one fresh pair of processes per model (not interleaved)."""
+    size = 384 if opts.quick else 896
+    row = Row(
+        'train-syncbn', f'Backbone training step with SyncBN in 2 processes (gloo, GlooSyncBN), B3, {size}x{size}, '
+        'batch 2 (1 per process), 1 thread per process',
+        'train',
+        task='train-syncbn')
+    models = _available(SYNC_BN_MODELS, row, opts.models)
+    for name in models:
+        spec = dict(kind='train', model=name, arch='b3', size=size, batch=1, threads=1, reps=opts.reps or 3)
+        result = run_probe('syncprobe', spec, threads=1)
+        if result is None:
+            row.notes.append(f'{name} skipped: the 2-process probe failed (see stderr)')
+            continue
+        seconds = result['seconds']
+        median = statistics.median(seconds)
+        row.entries.append(
+            Entry(
+                name, label(name, 'b3'), median, median, min(seconds), walls=seconds, peak_bytes=result['peak_bytes']))
+    row.notes.append('each model in its own pair of fresh processes, one after the other: the times are not '
+                     'interleaved with the other models\' (compare them with the round-to-round spread in mind)')
     return row
 
 
@@ -302,8 +337,8 @@ def _cuda_row(opts: SuiteOptions, gpu: str, device: str, precision: str, case: T
         f'{gpu}: {what}, {arch.upper()} at {size}, batch {batch}, {suffix}',
         'cuda',
         task=kind)
-    candidates = (['ours', 'mmdet'] if kind == 'detector' else CUDA_MODELS +
-                  (['ours-fused'] if kind == 'infer' else []))
+    extra = {'infer': ['ours-fused'], 'train': CUDA_MEMORY_POLICIES}.get(kind, [])
+    candidates = ['ours', 'mmdet'] if kind == 'detector' else CUDA_MODELS + extra
     models = _available(candidates, row, opts.models)
     specs = {
         m:
@@ -340,8 +375,9 @@ def run_suite(opts: SuiteOptions, on_rows: Optional[Callable[[List[Row]], None]]
     survive an interrupted run)."""
     rows: List[Row] = []
     start = time.perf_counter()
-    steps = [('train', lambda: [train_row(opts)]), ('infer', lambda: infer_rows(opts)),
-             ('detector', lambda: [detector_row(opts)]), ('efficientdet', lambda: efficientdet_rows(opts)),
+    steps = [('train', lambda: [train_row(opts)]), ('train-syncbn', lambda: [sync_bn_train_row(opts)]),
+             ('infer', lambda: infer_rows(opts)), ('detector', lambda: [detector_row(opts)]),
+             ('efficientdet', lambda: efficientdet_rows(opts)),
              ('cuda', lambda: cuda_rows(opts, on_rows=(lambda part: on_rows(rows + part)) if on_rows else None))]
     for key, run in steps:
         if key not in opts.rows:

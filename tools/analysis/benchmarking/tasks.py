@@ -5,7 +5,8 @@ Spec keys: ``kind`` ('train' | 'infer' | 'detector' | 'onnx' | 'effdet-train' | 
 ``model`` (a key of ``peers.LABELS``), ``arch`` (an EfficientDet variant, 'd0'..'d7', for the
 effdet kinds), ``size``, ``batch``, ``device`` ('cpu' | 'cuda'), ``amp`` (autocast to
 :data:`AMP_DTYPE`), ``channels_last`` (feed a channels_last input), ``threads`` (onnxruntime),
-``config`` (detector).
+``config`` (detector), ``sync_bn`` (train: every BatchNorm a ``GlooSyncBatchNorm``; run in a
+gloo process group, :mod:`.syncprobe`).
 """
 import logging
 import os.path as osp
@@ -51,6 +52,9 @@ def _input(spec: dict) -> torch.Tensor:
 
 def _train_task(spec: dict) -> Task:
     model = build_model(spec['model'], spec['arch'], 'pyramid').to(spec.get('device', 'cpu'))
+    if spec.get('sync_bn'):
+        from mmeffnet.models.gloo_sync_bn import GlooSyncBatchNorm
+        model = GlooSyncBatchNorm.convert_batch_norm(model)
     model.train()
     x = _input(spec)
     params = [p for p in model.parameters() if p.requires_grad]
