@@ -115,8 +115,8 @@ def _may_overwrite_intermediates() -> bool:
 
 def bn_act_saves_memory(norm: Optional[nn.Module], act: Optional[nn.Module], memory: str) -> bool:
     """Whether ``act(norm(x))`` runs as the memory-saving op (:func:`batch_norm_act`): asked for
-    (any ``memory`` policy but 'plain'), gradients recorded, a plain BatchNorm and a fusable
-    activation, and no graph capture."""
+    (any ``memory`` policy but 'plain'), gradients recorded, a BatchNorm the op takes
+    (:func:`.memory_saving.bn_is_fusable`) and a fusable activation, and no graph capture."""
     return (memory != 'plain' and torch.is_grad_enabled() and bn_is_fusable(norm) and fusable_act(act) is not None
             and not _is_tracing())
 

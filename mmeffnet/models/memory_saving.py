@@ -22,11 +22,10 @@ from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .gloo_sync_bn import GlooSyncBatchNorm, sync_batch_norm_backward, sync_normalize
-from .recompute import BNActRecipe, RecipeScope, current_scope, normalize, scale_and_shift
+from .recompute import BNActRecipe, RecipeScope, activate, current_scope, normalize, scale_and_shift
 
 _recompute = threading.local()
 
@@ -42,16 +41,6 @@ def check_memory_policy(memory: str) -> str:
 
 # activation module type -> name understood by the function below
 FUSABLE_ACTS = {nn.SiLU: 'silu', nn.ReLU: 'relu', nn.ReLU6: 'relu6'}
-
-
-def _act_(z: torch.Tensor, act: str) -> torch.Tensor:
-    if act == 'identity':
-        return z
-    if act == 'silu':
-        return F.silu(z, inplace=True)
-    if act == 'relu':
-        return z.clamp_(min=0)
-    return z.clamp_(0., 6.)
 
 
 def _act_backward_(grad: torch.Tensor, z: torch.Tensor, act: str) -> torch.Tensor:
@@ -97,7 +86,7 @@ class BatchNormActFunction(torch.autograd.Function):
                 functools.partial(normalize, x.detach(), *scale_and_shift(weight, bias, mean, invstd)), act)
         else:
             ctx.recipe = None
-        return _act_(z, act)
+        return activate(z, act, inplace=True)
 
     @staticmethod
     @once_differentiable
@@ -139,7 +128,7 @@ class SyncBatchNormActFunction(torch.autograd.Function):
         ctx.group, ctx.act = group, act
         pre_activation = functools.partial(_sync_pre_activation, x.detach(), weight, bias, mean, invstd)
         ctx.recipe = BNActRecipe(pre_activation, act) if scope is not None else None
-        return _act_(z, act)
+        return activate(z, act, inplace=True)
 
     @staticmethod
     @once_differentiable

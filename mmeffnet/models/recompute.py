@@ -28,15 +28,16 @@ import torch.nn.functional as F
 _state = threading.local()
 
 
-def _activate(z: torch.Tensor, act: str) -> torch.Tensor:
-    """``act(z)`` out of place (``z`` is kept for the activation's backward)."""
+def activate(z: torch.Tensor, act: str, inplace: bool) -> torch.Tensor:
+    """``act(z)`` for an activation name ('identity', 'silu', 'relu', 'relu6'), written into ``z``
+    when ``inplace`` (out of place where ``z`` is still needed, as by a cached recipe)."""
     if act == 'identity':
         return z
     if act == 'silu':
-        return F.silu(z)
+        return F.silu(z, inplace=inplace)
     if act == 'relu':
-        return z.clamp(min=0)
-    return z.clamp(0., 6.)
+        return z.clamp_(min=0) if inplace else z.clamp(min=0)
+    return z.clamp_(0., 6.) if inplace else z.clamp(0., 6.)
 
 
 def scale_and_shift(weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], mean: torch.Tensor,
@@ -72,7 +73,7 @@ class BNActRecipe:
             return self.pre_activation()
         if self._cached is None:
             z = self.pre_activation()
-            self._cached = (z, _activate(z, self.act))
+            self._cached = (z, activate(z, self.act, inplace=False))
         return self._cached[1]
 
     def take_pre_activation(self) -> torch.Tensor:
