@@ -35,7 +35,7 @@ def separable_conv(in_channels: int,
                    norm_cfg: Optional[dict] = None,
                    act_cfg: Optional[dict] = None,
                    bias: bool = False,
-                   memory: str = 'save-bn-input') -> nn.Sequential:
+                   memory: str = 'recompute-pointwise') -> nn.Sequential:
     """Depthwise 3x3 (no bias) -> pointwise 1x1, named ``depthwise`` and ``pointwise``.
 
     With a norm (or an activation) the pointwise step is a :class:`ConvBNAct`; without either it
@@ -199,9 +199,10 @@ class BiFPN(BaseModule):
         act_cfg (dict): activation applied to each fused sum. Defaults to SiLU.
         memory (str): what training keeps for backward, as the backbone's ``memory``:
             ``'plain'``, ``'save-bn-input'`` (BN keeps only its input) or ``'recompute-pointwise'``
-            (that, and the BN outputs the fusions read are rebuilt in backward). Defaults to
-            ``'save-bn-input'``: with BiFPN and head on 'recompute-pointwise', EfficientDet-D0's
-            training step kept 5 % less and took 2-3 % longer (docs/efficientdet.md).
+            (that, and the BN outputs the fusions read are rebuilt in backward, once per backward
+            however many fusions read them). Defaults to ``'recompute-pointwise'``, as the
+            backbone's: EfficientDet-D0's training step keeps 5 % less than with BiFPN and head on
+            'save-bn-input', in the same time (docs/efficientdet.md).
         channels_last (bool, optional): run NCHW inputs internally in channels_last (outputs are
             handed back NCHW); None decides per device (on for CPU, where it is measured faster).
         init_cfg (dict, optional): None: ``init_weights()`` applies the official initialisation
@@ -216,7 +217,7 @@ class BiFPN(BaseModule):
                  fusion: str = 'fast',
                  norm_cfg: dict = dict(type='BN', eps=1e-3, momentum=0.01),
                  act_cfg: dict = dict(type='SiLU'),
-                 memory: str = 'save-bn-input',
+                 memory: str = 'recompute-pointwise',
                  channels_last: Optional[bool] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)

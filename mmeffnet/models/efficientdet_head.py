@@ -50,7 +50,7 @@ class EfficientDetHead(AnchorHead):
         memory (str): what training keeps for backward, as the backbone's ``memory``:
             ``'plain'``, ``'save-bn-input'`` (BN + activation keep only the BN input) or
             ``'recompute-pointwise'`` (that, and the activation outputs the next separable conv
-            reads are rebuilt in backward). Defaults to ``'save-bn-input'``, as the BiFPN's.
+            reads are rebuilt in backward). Defaults to ``'recompute-pointwise'``, as the BiFPN's.
         channels_last (bool, optional): run each level's NCHW input internally in channels_last
             (outputs are handed back NCHW); None decides per device (on for CPU).
         anchor_scale (float): base anchor size over the stride (4; D7: 5). Used to build the
@@ -66,7 +66,7 @@ class EfficientDetHead(AnchorHead):
                  stacked_convs: int = 3,
                  norm_cfg: dict = dict(type='BN', eps=1e-3, momentum=0.01),
                  act_cfg: dict = dict(type='SiLU'),
-                 memory: str = 'save-bn-input',
+                 memory: str = 'recompute-pointwise',
                  channels_last: Optional[bool] = None,
                  anchor_scale: float = 4.0,
                  anchor_generator: Optional[dict] = None,

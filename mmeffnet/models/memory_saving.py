@@ -12,6 +12,9 @@ partitioner recomputes elementwise ops) take the plain module path. Inside a
 :func:`~.recompute.recompute_pointwise` scope the output is registered as a recipe too, so the
 next conv does not keep it either.
 
+Under synchronized BatchNorm (:class:`GlooSyncBatchNorm`, torch's ``nn.SyncBatchNorm``) the op
+runs the layer's own statistics, collectives and kernels (:mod:`.sync_bn_act`).
+
 The memory policies of the networks (``memory=``): 'plain' (the modules as they are),
 'save-bn-input' (this op), 'recompute-pointwise' (this op and the recipes; the default).
 """
@@ -24,8 +27,11 @@ import torch
 import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
-from .gloo_sync_bn import GlooSyncBatchNorm, sync_batch_norm_backward, sync_normalize
-from .recompute import BNActRecipe, RecipeScope, activate, current_scope, normalize, scale_and_shift
+from .gloo_sync_bn import GlooSyncBatchNorm
+from .recompute import (BNActRecipe, RecipeScope, activate, activation_backward_, current_scope, normalize,
+                        scale_and_shift)
+from .sync_bn_act import (GlooSyncBatchNormActFunction, TorchSyncBatchNormActFunction, torch_sync_bn_kernels_on,
+                          torch_sync_group)
 
 _recompute = threading.local()
 
@@ -41,24 +47,6 @@ def check_memory_policy(memory: str) -> str:
 
 # activation module type -> name understood by the function below
 FUSABLE_ACTS = {nn.SiLU: 'silu', nn.ReLU: 'relu', nn.ReLU6: 'relu6'}
-
-
-def _act_backward_(grad: torch.Tensor, z: torch.Tensor, act: str) -> torch.Tensor:
-    """The activation's input gradient, written over ``z`` (the rebuilt pre-activation, which
-    nothing reads afterwards): a fresh map costs its page faults, about as much as the pass.
-    Only where the layouts agree: otherwise the layout autograd's kernel would pick (and hence
-    BatchNorm's backward kernel and its rounding) could differ from ``z``'s."""
-    if grad.dtype != z.dtype or grad.shape != z.shape or grad.stride() != z.stride():
-        if act == 'silu':
-            return torch.ops.aten.silu_backward(grad, z)
-        if act == 'relu':
-            return torch.ops.aten.threshold_backward(grad, z, 0.)
-        return torch.ops.aten.hardtanh_backward(grad, z, 0., 6.)
-    if act == 'silu':
-        return torch.ops.aten.silu_backward.grad_input(grad, z, grad_input=z)
-    if act == 'relu':
-        return torch.ops.aten.threshold_backward.grad_input(grad, z, 0., grad_input=z)
-    return torch.ops.aten.hardtanh_backward.grad_input(grad, z, 0., 6., grad_input=z)
 
 
 class BatchNormActFunction(torch.autograd.Function):
@@ -99,7 +87,7 @@ class BatchNormActFunction(torch.autograd.Function):
                 z = ctx.recipe.take_pre_activation()
             else:
                 z = normalize(x, *scale_and_shift(weight, bias, mean, invstd))
-            grad_z = _act_backward_(grad, z, ctx.act)
+            grad_z = activation_backward_(grad, z, ctx.act)
         needs = ctx.needs_input_grad
         mask = [needs[0], weight is not None and needs[1], bias is not None and needs[2]]
         if ctx.training:
@@ -113,40 +101,6 @@ class BatchNormActFunction(torch.autograd.Function):
         # plus a copy (measured 15 % slower), so ``z`` is simply let go
         gx, gw, gb = torch.ops.aten.native_batch_norm_backward(grad_z, x, weight, *stats, ctx.training, ctx.eps, mask)
         return gx, gw, gb, None, None, None, None, None, None, None
-
-
-class SyncBatchNormActFunction(torch.autograd.Function):
-    """``act(sync_batch_norm(x))`` with statistics already synchronized (:class:`GlooSyncBatchNorm`),
-    saving only ``x``, the parameters and the statistics; the normalized tensor is rebuilt in
-    backward, whose gradient statistics are all-reduced once, as the layer's own backward does."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], mean: torch.Tensor,
-                invstd: torch.Tensor, group, act: str, scope: Optional[RecipeScope]) -> torch.Tensor:
-        z = sync_normalize(x, weight, bias, mean, invstd)[1]
-        ctx.save_for_backward(x, weight, bias, mean, invstd)
-        ctx.group, ctx.act = group, act
-        pre_activation = functools.partial(_sync_pre_activation, x.detach(), weight, bias, mean, invstd)
-        ctx.recipe = BNActRecipe(pre_activation, act) if scope is not None else None
-        return activate(z, act, inplace=True)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple:
-        x, weight, bias, mean, invstd = ctx.saved_tensors
-        if ctx.act != 'identity':
-            z = ctx.recipe.take_pre_activation() if ctx.recipe is not None else _sync_pre_activation(
-                x, weight, bias, mean, invstd)
-            grad = _act_backward_(grad, z, ctx.act)
-        x_hat = sync_normalize(x, None, None, mean, invstd)[0]
-        needs = ctx.needs_input_grad
-        gx, gw, gb = sync_batch_norm_backward(grad, x_hat, weight, invstd, ctx.group, needs[1], needs[2])
-        return gx, gw, gb, None, None, None, None, None
-
-
-def _sync_pre_activation(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
-                         mean: torch.Tensor, invstd: torch.Tensor) -> torch.Tensor:
-    return sync_normalize(x, weight, bias, mean, invstd)[1]
 
 
 def fusable_act(act: Optional[nn.Module]) -> Optional[str]:
@@ -186,7 +140,10 @@ def _apply_batch_norm_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: str, scope: 
     if isinstance(bn, GlooSyncBatchNorm) and bn.synchronized():
         # statistics gathered once per forward; a checkpoint's recompute does not update them again
         mean, invstd = bn.synchronized_statistics(x, update_running=not getattr(_recompute, 'active', False))
-        return SyncBatchNormActFunction.apply(x, bn.weight, bn.bias, mean, invstd, bn.process_group, act, scope)
+        return GlooSyncBatchNormActFunction.apply(x, bn.weight, bn.bias, mean, invstd, bn.process_group, act, scope)
+    sync = torch_sync_group(bn) if isinstance(bn, nn.SyncBatchNorm) else None  # (bn_is_fusable: torch's forward)
+    if sync is not None:
+        return _torch_sync_batch_norm_act(x, bn, act, scope, *sync)
     use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     momentum = 0. if bn.momentum is None else bn.momentum
     if bn.training and getattr(_recompute, 'active', False):  # checkpoint recompute: no update
@@ -202,7 +159,29 @@ def _apply_batch_norm_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: str, scope: 
                                       bn.eps, act, scope)
 
 
+def _torch_sync_batch_norm_act(x: torch.Tensor, bn: nn.SyncBatchNorm, act: str, scope: Optional[RecipeScope], group,
+                               world_size: int) -> torch.Tensor:
+    if not torch_sync_bn_kernels_on(x.device):  # the module's own path (and its error on the CPU)
+        return activate(bn(x), act, inplace=False)
+    bn._check_non_zero_input_channels(x)
+    momentum = 0. if bn.momentum is None else bn.momentum
+    recomputing = getattr(_recompute, 'active', False)
+    if bn.track_running_stats and not recomputing:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative moving average
+            momentum = 1. / float(bn.num_batches_tracked)
+    update = bn.track_running_stats and not recomputing
+    running_mean = bn.running_mean if update else None
+    running_var = bn.running_var if update else None
+    return TorchSyncBatchNormActFunction.apply(x, bn.weight, bn.bias, running_mean, running_var, bn.eps, momentum,
+                                               group, world_size, act, scope)
+
+
 def bn_is_fusable(bn: Optional[nn.Module]) -> bool:
-    """BatchNorm2d and :class:`GlooSyncBatchNorm` (the SyncBN of CPU processes; BatchNorm when not
-    synchronized). torch's and mmcv's CUDA SyncBN keep their own kernels and path."""
+    """BatchNorm2d, :class:`GlooSyncBatchNorm` (the SyncBN of CPU processes) and torch's
+    ``nn.SyncBatchNorm`` (mmcv's ``SyncBN``; synchronized where its kernels run, BatchNorm when it
+    does not synchronize; mmengine's subclass, which only changes the input check, too). mmcv's
+    ``MMSyncBN`` keeps its own kernels and path."""
+    if isinstance(bn, nn.SyncBatchNorm):
+        return type(bn).forward is nn.SyncBatchNorm.forward
     return type(bn) in (nn.BatchNorm2d, GlooSyncBatchNorm)

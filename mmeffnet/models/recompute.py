@@ -40,6 +40,24 @@ def activate(z: torch.Tensor, act: str, inplace: bool) -> torch.Tensor:
     return z.clamp_(0., 6.) if inplace else z.clamp(0., 6.)
 
 
+def activation_backward_(grad: torch.Tensor, z: torch.Tensor, act: str) -> torch.Tensor:
+    """The gradient of ``act(z)`` with respect to ``z``, written over ``z`` (the rebuilt pre-activation, which
+    nothing reads afterwards): a fresh map costs its page faults, about as much as the pass.
+    Only where the layouts agree: otherwise the layout autograd's kernel would pick (and hence
+    BatchNorm's backward kernel and its rounding) could differ from ``z``'s."""
+    if grad.dtype != z.dtype or grad.shape != z.shape or grad.stride() != z.stride():
+        if act == 'silu':
+            return torch.ops.aten.silu_backward(grad, z)
+        if act == 'relu':
+            return torch.ops.aten.threshold_backward(grad, z, 0.)
+        return torch.ops.aten.hardtanh_backward(grad, z, 0., 6.)
+    if act == 'silu':
+        return torch.ops.aten.silu_backward.grad_input(grad, z, grad_input=z)
+    if act == 'relu':
+        return torch.ops.aten.threshold_backward.grad_input(grad, z, 0., grad_input=z)
+    return torch.ops.aten.hardtanh_backward.grad_input(grad, z, 0., 6., grad_input=z)
+
+
 def scale_and_shift(weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], mean: torch.Tensor,
                     invstd: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-channel float32 ``scale``, ``shift`` with ``batch_norm(x) == x * scale + shift``."""
@@ -60,17 +78,29 @@ class BNActRecipe:
 
     The rebuilt pair (pre-activation, output) is cached from the first reader until the
     BatchNorm's own backward takes the pre-activation (:meth:`take_pre_activation`); autograd
-    runs that backward after every reader of the output, so nothing is rebuilt twice.
+    runs that backward after every reader of the output, so nothing is rebuilt twice. A BatchNorm
+    without activation needs nothing rebuilt in its backward: its output is cached while saved
+    copies remain unread (:meth:`retain` counts them), as a BiFPN node's output read by several
+    fusions.
     """
-    __slots__ = ('pre_activation', 'act', '_cached')
+    __slots__ = ('pre_activation', 'act', '_cached', '_unread')
 
     def __init__(self, pre_activation: Callable[[], torch.Tensor], act: str):
         self.pre_activation, self.act = pre_activation, act
         self._cached: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        self._unread = 0
+
+    def retain(self) -> None:
+        """One more saved copy of the output will be read in backward."""
+        self._unread += 1
 
     def output(self) -> torch.Tensor:
-        if self.act == 'identity':  # the BatchNorm's backward needs nothing rebuilt: no cache
-            return self.pre_activation()
+        if self.act == 'identity':
+            self._unread -= 1
+            out = self._cached[1] if self._cached is not None else self.pre_activation()
+            # kept for the copies still unread (none left, or a graph run again: not kept)
+            self._cached = (out, out) if self._unread > 0 else None
+            return out
         if self._cached is None:
             z = self.pre_activation()
             self._cached = (z, activate(z, self.act, inplace=False))
@@ -90,6 +120,9 @@ class ProductRecipe:
     def __init__(self, source: 'Recipe', gate: torch.Tensor):
         self.source, self.gate = source, gate
 
+    def retain(self) -> None:
+        self.source.retain()
+
     def output(self) -> torch.Tensor:
         return self.source.output() * self.gate
 
@@ -100,6 +133,9 @@ class PadRecipe:
 
     def __init__(self, source: 'Recipe', pad: Tuple[int, ...]):
         self.source, self.pad = source, pad
+
+    def retain(self) -> None:
+        self.source.retain()
 
     def output(self) -> torch.Tensor:
         # F.pad fills the whole new map before copying the source in: a pass (and, on a fresh
@@ -162,6 +198,7 @@ class RecipeScope:
     def pack(self, tensor: torch.Tensor) -> Union[torch.Tensor, Recipe, _OuterPacked]:
         recipe = self.recipe_of(tensor)
         if recipe is not None:
+            recipe.retain()
             return recipe
         if self._outer is not None:
             return _OuterPacked(self._outer[0](tensor))
