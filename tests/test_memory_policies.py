@@ -171,6 +171,13 @@ def test_policies_under_gloo_sync_bn_in_two_processes(tmp_path):
 
 def _torch_sync_bn_worker(rank: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    without_kernels = {}
+    for memory in ('save-bn-input', 'recompute-pointwise'):  # the module's own path, and its error
+        model = EfficientNet('b0', out_indices=(2, ), memory=memory, norm_cfg=dict(type='SyncBN')).train()
+        try:
+            model(torch.randn(1, 3, 32, 32))
+        except ValueError as error:
+            without_kernels[memory] = str(error)
     cpu_sync_bn_kernels.enable()  # torch's SyncBatchNorm on CPU tensors, this process only
     calls = {'all_gather': 0, 'all_reduce': 0}
     for name in calls:
@@ -190,6 +197,7 @@ def _torch_sync_bn_worker(rank: int, init_file: str, out_dir: str) -> None:
         model = EfficientNet('b0', out_indices=(2, 3, 4, 5), memory=memory, norm_cfg=norm_cfg).train()
         x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(rank))
         results[memory]['kept'] = sum(saved_tensor_breakdown(lambda: model(x)).values())
+    results['without-kernels'] = without_kernels
     torch.save(results, osp.join(out_dir, f'rank{rank}.pt'))
     dist.destroy_process_group()
 
@@ -201,13 +209,19 @@ def test_policies_under_torch_sync_bn_in_two_processes(tmp_path):
     function (the same kernels in the same order; the activation's input is rebuilt with the
     forward's kernel), with one all-gather per norm layer and forward and one all-reduce per norm
     layer and backward, and less kept for backward. The kernels' CPU versions are checked too:
-    the two processes together compute what one process computes on both images."""
+    the two processes together compute what one process computes on both images. Before they are
+    given, every policy runs the module's own path and gets its error (CPU tensors)."""
     mp.start_processes(
         _torch_sync_bn_worker, args=(str(tmp_path / 'init'), str(tmp_path)), nprocs=2, join=True, start_method='spawn')
     num_norms = sum(isinstance(m, _BatchNorm) for m in EfficientNet('b0', out_indices=(2, 3, 4, 5)).modules())
     full = _train_step('plain', drop_path_rate=0., norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01))
     for rank in range(2):
         runs = torch.load(tmp_path / f'rank{rank}.pt', weights_only=True)
+        # where the kernels are missing (CPU tensors as torch ships) the module's own error, as under 'plain'
+        assert list(runs.pop('without-kernels').values()) == [
+            'SyncBatchNorm expected input tensor to be on GPU '
+            f'or XPU or {torch._C._get_privateuse1_backend_name()}'
+        ] * 2
         ref = runs['plain']
         assert ref['calls'] == dict(all_gather=2 * num_norms, all_reduce=2 * num_norms)
         for memory in ('save-bn-input', 'recompute-pointwise'):

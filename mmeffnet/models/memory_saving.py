@@ -131,8 +131,9 @@ def batch_norm_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: str) -> torch.Tenso
     :func:`~.recompute.recompute_pointwise` scope the output is registered as rebuildable."""
     scope = current_scope()
     out = _apply_batch_norm_act(x, bn, act, scope)
-    if scope is not None and out.grad_fn is not None:
-        scope.register(out, out.grad_fn.recipe)
+    recipe = getattr(out.grad_fn, 'recipe', None)  # none where a module ran its own path
+    if scope is not None and recipe is not None:
+        scope.register(out, recipe)
     return out
 
 
