@@ -57,6 +57,18 @@ def gather_batch_stats(x: torch.Tensor, group=None) -> Tuple[torch.Tensor, torch
     return mean, var, total
 
 
+def running_stats_momentum(bn: _BatchNorm, update_running: bool) -> float:
+    """The momentum of this forward's running-statistics update, as BatchNorm's forward computes
+    it; while training with tracked statistics and ``update_running``, ``num_batches_tracked`` is
+    advanced first (a ``momentum`` of None averages over it)."""
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if update_running and bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative moving average
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    return momentum
+
+
 def sync_normalize(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], mean: torch.Tensor,
                    invstd: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """(``x_hat``, the affine output) with the synchronized statistics ``mean``, ``invstd``."""
@@ -172,11 +184,7 @@ class GlooSyncBatchNorm(_BatchNorm):
         ``update_running``, the running statistics and ``num_batches_tracked`` updated as BatchNorm
         updates them. The statistics are constants to autograd: their gradient is handled by
         :func:`sync_batch_norm_backward`."""
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if update_running and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average, as in BatchNorm
-                momentum = 1.0 / float(self.num_batches_tracked)
+        momentum = running_stats_momentum(self, update_running)
         mean, var, total = gather_batch_stats(x.detach(), self.process_group)
         if update_running and self.track_running_stats:
             with torch.no_grad():

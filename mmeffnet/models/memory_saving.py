@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
-from .gloo_sync_bn import GlooSyncBatchNorm
+from .gloo_sync_bn import GlooSyncBatchNorm, running_stats_momentum
 from .recompute import (BNActRecipe, RecipeScope, activate, activation_backward_, current_scope, normalize,
                         scale_and_shift)
 from .sync_bn_act import (GlooSyncBatchNormActFunction, TorchSyncBatchNormActFunction, torch_sync_bn_kernels_on,
@@ -138,44 +138,28 @@ def batch_norm_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: str) -> torch.Tenso
 
 
 def _apply_batch_norm_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: str, scope: Optional[RecipeScope]) -> torch.Tensor:
-    if isinstance(bn, GlooSyncBatchNorm) and bn.synchronized():
-        # statistics gathered once per forward; a checkpoint's recompute does not update them again
-        mean, invstd = bn.synchronized_statistics(x, update_running=not getattr(_recompute, 'active', False))
+    # while a checkpoint recomputes a block, the batch statistics are used again but the running
+    # statistics and the batch count are not updated a second time
+    update_running = not (bn.training and getattr(_recompute, 'active', False))
+    if isinstance(bn, GlooSyncBatchNorm) and bn.synchronized():  # statistics gathered once per forward
+        mean, invstd = bn.synchronized_statistics(x, update_running)
         return GlooSyncBatchNormActFunction.apply(x, bn.weight, bn.bias, mean, invstd, bn.process_group, act, scope)
     sync = torch_sync_group(bn) if isinstance(bn, nn.SyncBatchNorm) else None  # (bn_is_fusable: torch's forward)
     if sync is not None:
-        return _torch_sync_batch_norm_act(x, bn, act, scope, *sync)
+        if not torch_sync_bn_kernels_on(x.device):  # the module's own path (and its error on the CPU)
+            return activate(bn(x), act, inplace=False)
+        bn._check_non_zero_input_channels(x)
+    momentum = running_stats_momentum(bn, update_running)
+    # BatchNorm's buffers: updated while training (if tracked), normalized with in eval
+    buffers = update_running and (not bn.training or bn.track_running_stats)
+    running_mean = bn.running_mean if buffers else None
+    running_var = bn.running_var if buffers else None
+    if sync is not None:
+        return TorchSyncBatchNormActFunction.apply(x, bn.weight, bn.bias, running_mean, running_var, bn.eps, momentum,
+                                                   *sync, act, scope)
     use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
-    momentum = 0. if bn.momentum is None else bn.momentum
-    if bn.training and getattr(_recompute, 'active', False):  # checkpoint recompute: no update
-        return BatchNormActFunction.apply(x, bn.weight, bn.bias, None, None, True, momentum, bn.eps, act, scope)
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:  # cumulative moving average
-            momentum = 1. / float(bn.num_batches_tracked)
-    update = not bn.training or bn.track_running_stats
-    running_mean = bn.running_mean if update else None
-    running_var = bn.running_var if update else None
     return BatchNormActFunction.apply(x, bn.weight, bn.bias, running_mean, running_var, use_batch_stats, momentum,
                                       bn.eps, act, scope)
-
-
-def _torch_sync_batch_norm_act(x: torch.Tensor, bn: nn.SyncBatchNorm, act: str, scope: Optional[RecipeScope], group,
-                               world_size: int) -> torch.Tensor:
-    if not torch_sync_bn_kernels_on(x.device):  # the module's own path (and its error on the CPU)
-        return activate(bn(x), act, inplace=False)
-    bn._check_non_zero_input_channels(x)
-    momentum = 0. if bn.momentum is None else bn.momentum
-    recomputing = getattr(_recompute, 'active', False)
-    if bn.track_running_stats and not recomputing:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:  # cumulative moving average
-            momentum = 1. / float(bn.num_batches_tracked)
-    update = bn.track_running_stats and not recomputing
-    running_mean = bn.running_mean if update else None
-    running_var = bn.running_var if update else None
-    return TorchSyncBatchNormActFunction.apply(x, bn.weight, bn.bias, running_mean, running_var, bn.eps, momentum,
-                                               group, world_size, act, scope)
 
 
 def bn_is_fusable(bn: Optional[nn.Module]) -> bool:

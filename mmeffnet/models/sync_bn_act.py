@@ -103,8 +103,6 @@ class TorchSyncBatchNormActFunction(torch.autograd.Function):
         if weight is not None:
             weight = weight.contiguous()
         channels = x.shape[1]
-        if x.numel() // channels == 1 and world_size < 2:
-            raise ValueError(f'Expected more than 1 value per channel when training, got input size {x.numel()}')
         if x.numel():
             mean, invstd = torch.batch_norm_stats(x, eps)
             count = torch.full((1, ), x.numel() // channels, dtype=mean.dtype, device=mean.device)

@@ -276,7 +276,7 @@ def efficientdet_rows(opts: SuiteOptions) -> List[Row]:
                     row,
                     specs,
                     warmup=1,
-                    reps=opts.reps or (7 if size <= 512 else 2),  # D0: enough rounds for a spread,
+                    reps=opts.reps or (7 if size <= 512 else 2),  # D0: enough rounds for a spread
                     memory=opts.memory,
                     saved=True,
                     threads=opts.all_threads)
